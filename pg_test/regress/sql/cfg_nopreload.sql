@@ -1,0 +1,11 @@
+-- Without shared_preload_libraries. PostgreSQL 17+: the registry lives in dynamic
+-- shared memory and names work. PostgreSQL 15/16 (expected/cfg_nopreload_1.out): locks
+-- work, names are not remembered, and a NOTICE says so once per session.
+SELECT storage FROM named_lock_registry_info();
+SELECT lock_named('nopreload-job');
+SELECT try_lock_pair('nopreload', 7);
+SELECT lock_name, key_kind, mode, granted
+  FROM advisory_locks_v WHERE pid = pg_backend_pid() ORDER BY key_kind;
+SELECT named_lock_name(named_lock_key('nopreload-job'));
+SELECT named_lock_holders('nopreload-job') = ARRAY[pg_backend_pid()] AS held;
+SELECT unlock_named('nopreload-job'), unlock_pair('nopreload', 7);

@@ -1,0 +1,48 @@
+//! Configuration settings (all under the `pg_named_locks.` prefix).
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// Capacity of the name registry. Postmaster-only because it sizes shared memory.
+pub static MAX_NAMES: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_MAX_NAMES);
+
+pub const DEFAULT_MAX_NAMES: i32 = 10_000;
+
+/// Define the settings. `preloading`: PostgreSQL refuses (FATAL) to create a
+/// PGC_POSTMASTER setting after startup, so max_names exists as a real setting only when
+/// the library is preloaded; otherwise see `max_names`.
+pub fn define(preloading: bool) {
+    if preloading {
+        define_max_names();
+    }
+    // Like pg_stat_statements: reject misspelled pg_named_locks.* settings.
+    // SAFETY: a plain C call with a static NUL-terminated string.
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"pg_named_locks".as_ptr()) };
+}
+
+/// The registry capacity. Without preloading, the value written in postgresql.conf is
+/// still visible as a placeholder string; every backend reads the same file, so all
+/// agree on the size of the DSM segment.
+pub fn max_names() -> usize {
+    // SAFETY: GetConfigOption returns a pointer into GUC storage (or null), read at once.
+    let placeholder = unsafe {
+        let p = pgrx::pg_sys::GetConfigOption(c"pg_named_locks.max_names".as_ptr(), true, false);
+        (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+    };
+    let n = placeholder.and_then(|s| s.trim().parse::<i32>().ok()).unwrap_or(MAX_NAMES.get());
+    n.clamp(16, 10_000_000) as usize
+}
+
+fn define_max_names() {
+    GucRegistry::define_int_guc(
+        c"pg_named_locks.max_names",
+        c"Maximum number of lock names remembered in shared memory.",
+        c"When full, names of locks no longer held are evicted, least recently used first. \
+          Takes effect with shared_preload_libraries; without preloading (PostgreSQL 17+) \
+          the registry is created with the value seen by the first backend that uses it.",
+        &MAX_NAMES,
+        16,
+        10_000_000,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+}

@@ -1,0 +1,146 @@
+//! Name → key derivation. This is the compatibility contract of the extension
+//! (DESIGN.md §2): a key must equal what a client computes with
+//! `int.from_bytes(hashlib.md5(name.encode()).digest()[:8], "big", signed=True)` or with
+//! `('x' || substr(md5(name), 1, 16))::bit(64)::bigint`, so the hash runs over the raw
+//! bytes of the text exactly as stored (which is UTF-8 in a UTF8 database).
+
+use md5::{Digest, Md5};
+use pgrx::prelude::*;
+
+use crate::names;
+
+/// The md5 digest of a name. The key is its prefix; the bytes after the key serve the
+/// registry as a check value, so two names with one key are told apart without storing
+/// (or comparing) whole names, however long.
+#[derive(Clone, Copy)]
+pub struct NameHash([u8; 16]);
+
+impl NameHash {
+    pub fn of(name: &[u8]) -> Self {
+        NameHash(Md5::digest(name).into())
+    }
+
+    /// First 8 bytes as a signed big-endian int64: `named_lock_key`.
+    pub fn key64(&self) -> i64 {
+        i64::from_be_bytes(self.0[..8].try_into().expect("16-byte digest"))
+    }
+
+    /// First 4 bytes as a signed big-endian int32: `named_lock_key32`.
+    pub fn key32(&self) -> i32 {
+        i32::from_be_bytes(self.0[..4].try_into().expect("16-byte digest"))
+    }
+
+    /// The 8 bytes after a 64-bit key.
+    pub fn check64(&self) -> u64 {
+        u64::from_be_bytes(self.0[8..].try_into().expect("16-byte digest"))
+    }
+
+    /// The 4 bytes after a 32-bit key.
+    pub fn check32(&self) -> u32 {
+        u32::from_be_bytes(self.0[4..8].try_into().expect("16-byte digest"))
+    }
+}
+
+pub fn key64(name: &[u8]) -> i64 {
+    NameHash::of(name).key64()
+}
+
+pub fn key32(name: &[u8]) -> i32 {
+    NameHash::of(name).key32()
+}
+
+/// The bigint key `lock_named(name)` locks. NULL raises 22004 rather than returning NULL:
+/// `pg_advisory_lock(named_lock_key(NULL))` would otherwise silently lock nothing.
+#[pg_extern(immutable, parallel_safe)]
+fn named_lock_key(name: Option<&str>) -> i64 {
+    key64(names::require_hashable(name, "name").as_bytes())
+}
+
+/// The 32-bit key a namespace or name takes in the two-key ("pair") space.
+#[pg_extern(immutable, parallel_safe)]
+fn named_lock_key32(name: Option<&str>) -> i32 {
+    key32(names::require_hashable(name, "name").as_bytes())
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn known_vectors() {
+        // md5("") = d41d8cd98f00b204e9800998ecf8427e
+        assert_eq!(key64(b""), 0xd41d8cd98f00b204_u64 as i64);
+        assert_eq!(key32(b""), 0xd41d8cd9_u32 as i32);
+        // md5("a") = 0cc175b9c0f1b6a831c399e269772661
+        assert_eq!(key64(b"a"), 0x0cc175b9c0f1b6a8_i64);
+        assert_eq!(key32(b"a"), 0x0cc175b9_i32);
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    /// Every kind of text the contract covers, checked against the SQL idiom in-server.
+    #[pg_test]
+    fn key_equals_sql_md5_idiom() {
+        let cases = [
+            "a",
+            "",
+            "daily-report-job",
+            "with space",
+            "it's \"quoted\"",
+            "back\\slash",
+            "Ünïcödé ✓ 日本語 🚀",
+            "עברית RTL",
+            "e\u{301} combining",
+        ];
+        for c in cases {
+            let ok = Spi::get_one_with_args::<bool>(
+                "SELECT named_lock_key($1) = ('x' || substr(md5($1), 1, 16))::bit(64)::bigint \
+                 AND named_lock_key32($1) = ('x' || substr(md5($1), 1, 8))::bit(32)::int",
+                &[c.into()],
+            )
+            .unwrap()
+            .unwrap();
+            assert!(ok, "key mismatch for {c:?}");
+        }
+        let long_ok = Spi::get_one::<bool>(
+            "SELECT bool_and(named_lock_key(s) = ('x' || substr(md5(s), 1, 16))::bit(64)::bigint) \
+             FROM (SELECT repeat('ü-long-name ', n) AS s FROM generate_series(1, 20000, 997) n) t",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(long_ok);
+    }
+
+    #[pg_test]
+    fn key_known_value() {
+        // Python: int.from_bytes(hashlib.md5(b"a").digest()[:8], "big", signed=True)
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT named_lock_key('a')").unwrap(),
+            Some(0x0cc175b9c0f1b6a8)
+        );
+        // md5('account') starts with 0xe268443e: negative as a signed int32.
+        assert_eq!(
+            Spi::get_one::<i32>("SELECT named_lock_key32('account')").unwrap(),
+            Some(0xe268443e_u32 as i32)
+        );
+    }
+
+    #[pg_test(error = "lock name must not be NULL")]
+    fn key_of_null_is_an_error() {
+        Spi::run("SELECT named_lock_key(NULL)").unwrap();
+    }
+
+    #[pg_test]
+    fn key_functions_are_immutable_parallel_safe() {
+        let n = Spi::get_one::<i64>(
+            "SELECT count(*) FROM pg_proc WHERE proname IN ('named_lock_key','named_lock_key32') \
+             AND provolatile = 'i' AND proparallel = 's'",
+        )
+        .unwrap();
+        assert_eq!(n, Some(2));
+    }
+}

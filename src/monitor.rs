@@ -1,0 +1,352 @@
+//! Looking names up, and the `advisory_locks_v` view.
+//!
+//! Privacy: a name is data (DESIGN.md §5). The registry records the role that last used
+//! each name; a caller sees it when it has that role's privileges or pg_read_all_stats
+//! (the rule of pg_stat_activity's query text), else `<insufficient privilege>`. The
+//! view takes names only from `named_lock_registry()`, which applies that rule itself, so
+//! the view needs no privilege logic a caller could get around.
+
+use std::collections::HashMap;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::keys::key64;
+use crate::lockmgr::Key;
+use crate::names::require_lockable;
+use crate::registry::{self, Kind, Registry};
+use crate::shmem;
+
+pub const HIDDEN: &str = "<insufficient privilege>";
+
+/// Memoised `registry::may_see` for one query (few distinct roles, many entries).
+struct Visibility(HashMap<u32, bool>);
+
+impl Visibility {
+    fn new() -> Self {
+        Visibility(HashMap::new())
+    }
+    fn name(&mut self, role: u32, name: String) -> String {
+        if *self.0.entry(role).or_insert_with(|| registry::may_see(role)) { name } else { HIDDEN.to_string() }
+    }
+}
+
+fn lookup(reg: Registry, key: Key) -> Option<String> {
+    let (name, _, slot) = reg.lookup(key)?;
+    let role = reg.slot(slot).role();
+    Some(Visibility::new().name(role, name))
+}
+
+/// Remember a name for its key without locking (for clients that lock by key themselves).
+#[pg_extern(volatile, parallel_restricted)]
+fn register_lock_name(name: Option<&str>) -> i64 {
+    let n = require_lockable(name, "name");
+    crate::named::Target::named(Some(n)).remember();
+    key64(n.as_bytes())
+}
+
+/// The name remembered for a bigint key, NULL when unknown.
+#[pg_extern(volatile, parallel_safe, name = "named_lock_name")]
+fn named_lock_name(key: i64) -> Option<String> {
+    lookup(shmem::get()?, Key::Int64(key))
+}
+
+/// The name remembered for a two-key lock: "namespace:name", or "namespace:id" when only
+/// the namespace is known; NULL when unknown.
+#[pg_extern(volatile, parallel_safe, name = "named_lock_name")]
+fn named_lock_name_pair(key1: i32, key2: i32) -> Option<String> {
+    lookup(shmem::get()?, Key::Pair(key1, key2))
+}
+
+/// Pids holding `lock_named(name)` in this database now (empty when free).
+#[pg_extern(volatile, parallel_safe)]
+fn named_lock_holders(name: Option<&str>) -> Vec<i32> {
+    let k = key64(require_lockable(name, "name").as_bytes()) as u64;
+    let mut pids = Vec::new();
+    // SAFETY: GetLockStatusData returns a palloc'd snapshot; we read its `nelements`
+    // entries. MyDatabaseId is set for the life of the backend.
+    unsafe {
+        let data = pg_sys::GetLockStatusData();
+        let locks = std::slice::from_raw_parts((*data).locks, (*data).nelements as usize);
+        for l in locks {
+            let t = &l.locktag;
+            if t.locktag_type as u32 == pg_sys::LockTagType::LOCKTAG_ADVISORY
+                && t.locktag_field1 == pg_sys::MyDatabaseId.to_u32()
+                && t.locktag_field2 == (k >> 32) as u32
+                && t.locktag_field3 == k as u32
+                && t.locktag_field4 == 1
+                && l.holdMask != 0
+                && l.pid != 0
+            {
+                pids.push(l.pid);
+            }
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// Every remembered name, keyed the way pg_locks shows advisory locks, with the names
+/// the caller may not see replaced by `<insufficient privilege>`. The view's name source.
+#[pg_extern(volatile, parallel_safe)]
+#[allow(clippy::type_complexity)]
+fn named_lock_registry() -> TableIterator<
+    'static,
+    (
+        name!(kind, &'static str),
+        name!(classid, pg_sys::Oid),
+        name!(objid, Option<pg_sys::Oid>),
+        name!(objsubid, i16),
+        name!(lock_name, String),
+        name!(truncated, bool),
+        name!(held_by, Option<i32>),
+        name!(held_since, Option<TimestampWithTimeZone>),
+    ),
+> {
+    let Some(reg) = shmem::get() else { return TableIterator::empty() };
+    let mut vis = Visibility::new();
+    let rows: Vec<_> = reg
+        .snapshot()
+        .into_iter()
+        .map(|e| {
+            let hi = pg_sys::Oid::from(((e.key as u64) >> 32) as u32);
+            let lo = pg_sys::Oid::from(e.key as u64 as u32);
+            let (kind, classid, objid, objsubid) = match e.kind {
+                Kind::Bigint => ("bigint", hi, Some(lo), 1i16),
+                Kind::Pair => ("pair", hi, Some(lo), 2),
+                // the namespace's 32-bit key is the pair's first half
+                Kind::Namespace => ("namespace", lo, None, 2),
+            };
+            let held = (e.held_by != 0).then_some(e.held_by);
+            let since = held.and_then(|_| TimestampWithTimeZone::try_from(e.held_since).ok());
+            (kind, classid, objid, objsubid, vis.name(e.role, e.name), e.truncated, held, since)
+        })
+        .collect();
+    TableIterator::new(rows)
+}
+
+/// The registry's state: where it lives, capacity, use, and what it could not do.
+#[pg_extern(volatile, parallel_safe)]
+#[allow(clippy::type_complexity)]
+fn named_lock_registry_info() -> TableIterator<
+    'static,
+    (
+        name!(storage, &'static str),
+        name!(capacity, Option<i64>),
+        name!(names, Option<i64>),
+        name!(not_stored, Option<i64>),
+        name!(evictions, Option<i64>),
+        name!(collisions, Option<i64>),
+    ),
+> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let row = match shmem::get() {
+        None => ("none (needs shared_preload_libraries)", None, None, None, None, None),
+        Some(reg) => {
+            let h = reg.header();
+            (
+                if shmem::preloaded() { "shared_preload_libraries" } else { "dynamic shared memory" },
+                Some(reg.capacity() as i64),
+                Some(reg.used() as i64),
+                Some(h.not_stored.load(Relaxed) as i64),
+                Some(h.evictions.load(Relaxed) as i64),
+                Some(h.collisions.load(Relaxed) as i64),
+            )
+        }
+    };
+    TableIterator::once(row)
+}
+
+extension_sql!(
+    r#"
+REVOKE ALL ON FUNCTION @extschema@.named_lock_registry() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.named_lock_registry() TO PUBLIC;
+
+-- One scan of pg_locks, one of the registry, one of pg_stat_activity; pg_blocking_pids
+-- (which takes every lock-manager partition) only for waiting rows. Everything is
+-- schema-qualified so a hostile search_path cannot substitute objects.
+CREATE VIEW @extschema@.advisory_locks_v AS
+WITH reg AS MATERIALIZED (SELECT * FROM @extschema@.named_lock_registry())
+SELECT d.datname AS database,
+       l.pid,
+       COALESCE(r.lock_name,
+                CASE WHEN rn.lock_name = '<insufficient privilege>' THEN rn.lock_name
+                     ELSE rn.lock_name OPERATOR(pg_catalog.||) ':'
+                          OPERATOR(pg_catalog.||) (l.objid::pg_catalog.int8::pg_catalog.bit(32)::pg_catalog.int4)::pg_catalog.text
+                END) AS lock_name,
+       CASE l.objsubid WHEN 1 THEN 'bigint' ELSE 'pair' END AS key_kind,
+       CASE WHEN l.objsubid = 1
+            THEN (l.classid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 32)
+                 OPERATOR(pg_catalog.|) l.objid::pg_catalog.int8 END AS lock_key,
+       CASE WHEN l.objsubid = 2 THEN l.classid::pg_catalog.int8::pg_catalog.bit(32)::pg_catalog.int4 END AS key1,
+       CASE WHEN l.objsubid = 2 THEN l.objid::pg_catalog.int8::pg_catalog.bit(32)::pg_catalog.int4 END AS key2,
+       CASE l.mode WHEN 'ExclusiveLock' THEN 'exclusive' WHEN 'ShareLock' THEN 'shared' ELSE l.mode END AS mode,
+       l.granted,
+       l.waitstart AS waiting_since,
+       CASE WHEN l.granted AND r.held_by = l.pid THEN r.held_since END AS held_since,
+       CASE WHEN NOT l.granted THEN pg_catalog.pg_blocking_pids(l.pid) END AS blocked_by,
+       a.usename,
+       a.application_name,
+       a.client_addr,
+       a.state AS backend_state,
+       a.state_change
+  FROM pg_catalog.pg_locks l
+  LEFT JOIN pg_catalog.pg_database d ON d.oid = l.database
+  LEFT JOIN reg r ON r.kind <> 'namespace' AND r.classid = l.classid
+                 AND r.objid = l.objid AND r.objsubid = l.objsubid
+  LEFT JOIN reg rn ON rn.kind = 'namespace' AND l.objsubid = 2 AND rn.classid = l.classid
+  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'advisory';
+
+GRANT SELECT ON @extschema@.advisory_locks_v TO PUBLIC;
+"#,
+    name = "advisory_locks_v",
+    requires = [named_lock_registry],
+);
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    /// First column of the first row; None for NULL or no row.
+    fn text(q: &str) -> Option<String> {
+        match Spi::get_one::<String>(q) {
+            Err(pgrx::spi::SpiError::InvalidPosition) => None,
+            r => r.unwrap(),
+        }
+    }
+
+    fn my_lock_name(filter: &str) -> Option<String> {
+        text(&format!(
+            "SELECT lock_name FROM advisory_locks_v WHERE pid = pg_backend_pid() AND {filter}"
+        ))
+    }
+
+    #[pg_test]
+    fn registry_is_preloaded_in_tests() {
+        assert_eq!(
+            text("SELECT storage FROM named_lock_registry_info()").as_deref(),
+            Some("shared_preload_libraries")
+        );
+    }
+
+    #[pg_test]
+    fn view_names_every_kind_of_lock() {
+        Spi::run(
+            "SELECT lock_named('mon-excl'), lock_named_shared('mon-shared'), \
+                    xact_lock_named('mon-xact'), lock_pair('mon-ns', 'mon-item'), \
+                    xact_lock_pair_shared('mon-acct', 42)",
+        )
+        .unwrap();
+        let row = |name: &str| {
+            Spi::get_three::<String, String, bool>(&format!(
+                "SELECT key_kind, mode, held_since IS NOT NULL FROM advisory_locks_v \
+                 WHERE pid = pg_backend_pid() AND lock_name = '{name}'"
+            ))
+            .unwrap()
+        };
+        assert_eq!(row("mon-excl"), (Some("bigint".into()), Some("exclusive".into()), Some(true)));
+        assert_eq!(row("mon-shared"), (Some("bigint".into()), Some("shared".into()), Some(true)));
+        assert_eq!(row("mon-xact"), (Some("bigint".into()), Some("exclusive".into()), Some(true)));
+        assert_eq!(row("mon-ns:mon-item"), (Some("pair".into()), Some("exclusive".into()), Some(true)));
+        // (namespace, id): only the namespace is remembered; no per-id holder time
+        assert_eq!(row("mon-acct:42"), (Some("pair".into()), Some("shared".into()), Some(false)));
+        let keys_ok = Spi::get_one::<bool>(
+            "SELECT bool_and(CASE key_kind WHEN 'bigint' THEN lock_key = named_lock_key(lock_name) \
+                    ELSE key1 = named_lock_key32(split_part(lock_name, ':', 1)) END) \
+             FROM advisory_locks_v WHERE pid = pg_backend_pid() AND lock_name LIKE 'mon-%'",
+        )
+        .unwrap();
+        assert_eq!(keys_ok, Some(true));
+        Spi::run("SELECT unlock_named('mon-excl')").unwrap();
+        assert_eq!(my_lock_name("lock_name = 'mon-excl'"), None, "released lock still shown");
+    }
+
+    #[pg_test]
+    fn registered_name_labels_a_builtin_lock() {
+        Spi::run("SELECT register_lock_name('mon-registered')").unwrap();
+        Spi::run("SELECT pg_advisory_xact_lock(named_lock_key('mon-registered'))").unwrap();
+        assert_eq!(
+            my_lock_name("lock_key = named_lock_key('mon-registered')").as_deref(),
+            Some("mon-registered")
+        );
+        // a key nobody registered shows by key only
+        Spi::run("SELECT pg_advisory_xact_lock(123456789)").unwrap();
+        assert_eq!(my_lock_name("lock_key = 123456789"), None);
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM advisory_locks_v WHERE pid = pg_backend_pid() AND lock_key = 123456789")
+                .unwrap(),
+            Some(1)
+        );
+    }
+
+    #[pg_test]
+    fn lookups_and_holders() {
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT register_lock_name('mon-lookup') - named_lock_key('mon-lookup')").unwrap(),
+            Some(0)
+        );
+        assert_eq!(text("SELECT named_lock_name(named_lock_key('mon-lookup'))").as_deref(), Some("mon-lookup"));
+        assert_eq!(text("SELECT named_lock_name(987654321::bigint)"), None);
+        Spi::run("SELECT lock_pair('mon-lns', 'x'), lock_pair('mon-lns', 7)").unwrap();
+        assert_eq!(
+            text("SELECT named_lock_name(named_lock_key32('mon-lns'), named_lock_key32('x'))").as_deref(),
+            Some("mon-lns:x")
+        );
+        assert_eq!(text("SELECT named_lock_name(named_lock_key32('mon-lns'), 7)").as_deref(), Some("mon-lns:7"));
+        assert_eq!(
+            Spi::get_one::<bool>("SELECT named_lock_holders('mon-lookup') = '{}'::int[]").unwrap(),
+            Some(true)
+        );
+        Spi::run("SELECT lock_named('mon-lookup')").unwrap();
+        assert_eq!(
+            Spi::get_one::<bool>("SELECT named_lock_holders('mon-lookup') = ARRAY[pg_backend_pid()]").unwrap(),
+            Some(true)
+        );
+    }
+
+    #[pg_test]
+    fn long_names_hash_whole_and_store_truncated() {
+        Spi::run("SELECT xact_lock_named(repeat('ü', 300) || 'end')").unwrap();
+        let (name, truncated) = Spi::get_two::<String, bool>(
+            "SELECT lock_name, truncated FROM named_lock_registry() \
+             WHERE kind = 'bigint' AND lock_name LIKE 'üü%'",
+        )
+        .unwrap();
+        let name = name.unwrap();
+        assert_eq!(truncated, Some(true));
+        assert!(name.ends_with('…'), "{name}");
+        assert!(name.len() <= crate::registry::NAME_BYTES + '…'.len_utf8());
+        // the lock is on the hash of the whole name
+        assert_eq!(
+            Spi::get_one::<i64>(
+                "SELECT count(*) FROM advisory_locks_v WHERE pid = pg_backend_pid() \
+                 AND lock_key = named_lock_key(repeat('ü', 300) || 'end') AND lock_name LIKE '%…'"
+            )
+            .unwrap(),
+            Some(1)
+        );
+    }
+
+    /// md5('c5373') and md5('c45389') share their first 4 bytes (found by a birthday
+    /// search), so lock_pair(ns, 'c5373') and lock_pair(ns, 'c45389') are one lock.
+    #[pg_test]
+    fn collisions_are_reported_not_merged() {
+        assert_eq!(
+            Spi::get_one::<bool>("SELECT named_lock_key32('c5373') = named_lock_key32('c45389')").unwrap(),
+            Some(true)
+        );
+        let before = Spi::get_one::<i64>("SELECT collisions FROM named_lock_registry_info()").unwrap().unwrap();
+        Spi::run("SELECT xact_lock_pair('mon-coll', 'c5373')").unwrap();
+        Spi::run("SELECT xact_lock_pair('mon-coll', 'c45389')").unwrap(); // WARNING
+        let after = Spi::get_one::<i64>("SELECT collisions FROM named_lock_registry_info()").unwrap().unwrap();
+        assert_eq!(after, before + 1);
+        assert_eq!(
+            text("SELECT named_lock_name(named_lock_key32('mon-coll'), named_lock_key32('c45389'))").as_deref(),
+            Some("mon-coll:c5373"),
+            "the first name keeps the key"
+        );
+    }
+}

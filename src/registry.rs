@@ -1,0 +1,604 @@
+//! The name registry: a fixed-capacity hash table in shared memory that remembers which
+//! name produced which advisory-lock key, so monitoring can show locks by name.
+//!
+//! # Where it lives
+//! One flat region: `Header`, then `capacity` `Entry`s, then the bucket array. Links are
+//! slot indices, never pointers, so the same bytes work in the main shared memory segment
+//! (with `shared_preload_libraries`, see `shmem.rs`) and in a dynamic shared memory segment
+//! that each backend may map at a different address (PostgreSQL 17+ without preloading).
+//!
+//! # Locking rules
+//! - `Header::lock` (one LWLock) protects the bucket array, the free list and the identity
+//!   of every entry (kind, key, check, name). Readers take it shared; only inserting a new
+//!   name and evicting take it exclusive.
+//! - Everything else in an entry (last use, holder, role, statistics) and the counters in
+//!   the header are atomics, updated with no LWLock. Such an update can land on an entry
+//!   that was just evicted and reused: that misattributes one count, never corrupts.
+//! - `Header::generation` changes whenever an entry is removed. Each backend caches the
+//!   slot of the names it registered and trusts the cache only while the generation is
+//!   unchanged, so a name this backend already registered costs one atomic load.
+//! - Nothing that takes lock-manager partition locks runs under the registry lock:
+//!   eviction snapshots the lock table (`GetLockStatusData`) before taking it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+
+use crate::lockmgr::Key;
+
+/// Bytes of a name kept in shared memory; longer names are still hashed whole and are
+/// stored cut at a character boundary, marked truncated.
+pub const NAME_BYTES: usize = 200;
+const MAGIC: u32 = 0x504e_4c31; // "PNL1"
+const NO_SLOT: i32 = -1;
+
+/// What a registry key identifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    /// `lock_named(name)`: key = named_lock_key(name)
+    Bigint = 1,
+    /// `lock_pair(namespace, name)`: key = key32(namespace) << 32 | key32(name)
+    Pair = 2,
+    /// `lock_pair(namespace, id)`: key = key32(namespace); the id is the second half
+    Namespace = 3,
+}
+
+/// Identity of a registry entry: the key, plus the digest bytes after the key, which
+/// differ when two different names share the key (a collision).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RegKey {
+    pub kind: Kind,
+    pub key: i64,
+    pub check: u64,
+}
+
+pub fn pair_key(k1: i32, k2: i32) -> i64 {
+    ((k1 as i64) << 32) | (k2 as u32 as i64)
+}
+
+impl RegKey {
+    /// The registry entries that may name a lock with this lock-manager key, best first.
+    fn candidates(lock: Key) -> [(Kind, i64); 2] {
+        match lock {
+            Key::Int64(k) => [(Kind::Bigint, k), (Kind::Bigint, k)],
+            Key::Pair(k1, k2) => [(Kind::Pair, pair_key(k1, k2)), (Kind::Namespace, k1 as i64)],
+        }
+    }
+}
+
+#[repr(C)]
+pub struct Stats {
+    pub acquisitions: AtomicU64,
+    pub immediate: AtomicU64,
+    pub waits: AtomicU64,
+    pub wait_total_us: AtomicU64,
+    pub wait_max_us: AtomicU64,
+    pub try_failures: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub last_acquired: AtomicI64,
+}
+
+#[repr(C)]
+pub struct Entry {
+    // identity: written only under the exclusive lock
+    kind: u8, // 0 = free
+    truncated: bool,
+    name_len: u16,
+    next: i32, // bucket chain, or free list
+    key: i64,
+    check: u64,
+    full_len: u64,
+    // atomics, see the locking rules
+    last_used: AtomicI64,
+    role: AtomicU32,
+    held_by: AtomicI32,
+    held_since: AtomicI64,
+    pub stats: Stats,
+    name: [u8; NAME_BYTES],
+}
+
+impl Entry {
+    /// The role that last used this name (for the privacy rule).
+    pub fn role(&self) -> u32 {
+        self.role.load(Relaxed)
+    }
+}
+
+#[repr(C)]
+pub struct Header {
+    lock: pg_sys::LWLock,
+    magic: u32,
+    tranche_id: i32,
+    capacity: u32,
+    nbuckets: u32,
+    used: AtomicU32,
+    free_head: i32,
+    generation: AtomicU64,
+    pub not_stored: AtomicU64,
+    pub evictions: AtomicU64,
+    pub collisions: AtomicU64,
+}
+
+fn align(n: usize) -> usize {
+    (n + 63) & !63
+}
+
+fn nbuckets(capacity: usize) -> usize {
+    (capacity * 2).next_power_of_two()
+}
+
+/// Shared memory needed for `capacity` names.
+pub fn shmem_size(capacity: usize) -> usize {
+    align(size_of::<Header>())
+        + align(capacity * size_of::<Entry>())
+        + nbuckets(capacity) * size_of::<i32>()
+}
+
+/// A handle on an attached registry.
+#[derive(Clone, Copy)]
+pub struct Registry {
+    hdr: *mut Header,
+}
+
+/// Result of registering a name.
+pub enum Remembered {
+    /// Stored (or already there); the slot for statistics and holder updates.
+    Slot(i32),
+    /// Another name already owns this key: reported, not merged.
+    Collision,
+    /// The registry is full and nothing could be evicted.
+    NotStored,
+}
+
+thread_local! {
+    /// Slots of the names this backend registered, valid for one registry generation.
+    static CACHE: RefCell<(u64, HashMap<RegKey, i32>)> = RefCell::new((0, HashMap::new()));
+    static WARNED_FULL: Cell<bool> = const { Cell::new(false) };
+    static WARNED_COLLISION: RefCell<HashSet<RegKey>> = RefCell::new(HashSet::new());
+}
+
+/// Holds the registry LWLock; releases it on drop unless an ERROR is already unwinding
+/// (then the transaction abort releases all LWLocks, and releasing twice would fail).
+struct Guard(*mut pg_sys::LWLock);
+
+impl Guard {
+    fn new(lock: *mut pg_sys::LWLock, exclusive: bool) -> Guard {
+        let mode = if exclusive { pg_sys::LWLockMode::LW_EXCLUSIVE } else { pg_sys::LWLockMode::LW_SHARED };
+        // SAFETY: `lock` points into attached shared memory initialised by LWLockInitialize.
+        unsafe { pg_sys::LWLockAcquire(lock, mode) };
+        Guard(lock)
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // SAFETY: as in `new`; LWLockHeldByMe only inspects this backend's held-locks list.
+        unsafe {
+            if pg_sys::LWLockHeldByMe(self.0) {
+                pg_sys::LWLockRelease(self.0);
+            }
+        }
+    }
+}
+
+impl Registry {
+    /// Lay out an empty registry in `mem` (zeroed or not) of `shmem_size(capacity)` bytes.
+    ///
+    /// # Safety
+    /// `mem` must be valid for writes of that size, 8-aligned, and not yet shared with any
+    /// other process.
+    pub unsafe fn init(mem: *mut u8, capacity: usize, tranche_id: i32) -> Registry {
+        unsafe {
+            std::ptr::write_bytes(mem, 0, shmem_size(capacity));
+            let reg = Registry { hdr: mem.cast() };
+            let h = &mut *reg.hdr;
+            pg_sys::LWLockInitialize(&mut h.lock, tranche_id);
+            h.magic = MAGIC;
+            h.tranche_id = tranche_id;
+            h.capacity = capacity as u32;
+            h.nbuckets = nbuckets(capacity) as u32;
+            for b in 0..h.nbuckets as usize {
+                *reg.bucket(b) = NO_SLOT;
+            }
+            for i in 0..capacity {
+                (*reg.entry(i as i32)).next = if i + 1 < capacity { i as i32 + 1 } else { NO_SLOT };
+            }
+            h.free_head = if capacity > 0 { 0 } else { NO_SLOT };
+            reg
+        }
+    }
+
+    /// # Safety
+    /// `mem` must point to a registry laid out by `init` that stays mapped for the life of
+    /// the backend.
+    pub unsafe fn attach(mem: *mut u8) -> Registry {
+        let reg = Registry { hdr: mem.cast() };
+        // SAFETY: per the contract, the header is initialised.
+        unsafe {
+            assert_eq!((*reg.hdr).magic, MAGIC, "pg_named_locks: shared memory is not a registry");
+        }
+        reg
+    }
+
+    pub fn header(&self) -> &Header {
+        // SAFETY: attached registries stay mapped; all fields read through this shared
+        // reference are atomics or written only before the registry was published.
+        unsafe { &*self.hdr }
+    }
+
+    pub fn tranche_id(&self) -> i32 {
+        self.header().tranche_id
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.header().capacity as usize
+    }
+
+    pub fn used(&self) -> usize {
+        self.header().used.load(Relaxed) as usize
+    }
+
+    fn lock(&self, exclusive: bool) -> Guard {
+        // SAFETY: the LWLock lives in mapped shared memory for the backend's lifetime.
+        Guard::new(unsafe { &raw mut (*self.hdr).lock }, exclusive)
+    }
+
+    fn entry(&self, slot: i32) -> *mut Entry {
+        debug_assert!(slot >= 0 && (slot as usize) < self.capacity());
+        // SAFETY: slot is within the entry array (checked by callers via capacity).
+        unsafe { (self.hdr as *mut u8).add(align(size_of::<Header>())).cast::<Entry>().add(slot as usize) }
+    }
+
+    /// The entry's atomics and statistics may be used without the lock.
+    pub fn slot(&self, slot: i32) -> &Entry {
+        // SAFETY: in bounds; the fields used through this reference are atomics.
+        unsafe { &*self.entry(slot) }
+    }
+
+    fn bucket(&self, b: usize) -> *mut i32 {
+        let cap = self.capacity();
+        // SAFETY: b < nbuckets; the bucket array follows the entries.
+        unsafe {
+            (self.hdr as *mut u8)
+                .add(align(size_of::<Header>()) + align(cap * size_of::<Entry>()))
+                .cast::<i32>()
+                .add(b)
+        }
+    }
+
+    fn bucket_of(&self, kind: Kind, key: i64) -> usize {
+        // Keys are md5 prefixes, except the id half of pair keys: mix before masking.
+        let h = (key as u64 ^ ((kind as u64) << 59)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> 32) as usize & (self.header().nbuckets as usize - 1)
+    }
+
+    /// Slot of the entry with this kind and key (whatever its check). Caller holds the lock.
+    fn find(&self, kind: Kind, key: i64) -> Option<i32> {
+        // SAFETY: caller holds the registry lock, so chains and identities are stable.
+        unsafe {
+            let mut s = *self.bucket(self.bucket_of(kind, key));
+            while s != NO_SLOT {
+                let e = &*self.entry(s);
+                if e.kind == kind as u8 && e.key == key {
+                    return Some(s);
+                }
+                s = e.next;
+            }
+        }
+        None
+    }
+
+    /// The stored name, with "…" appended when it was cut, and whether it was.
+    fn stored_name(&self, slot: i32) -> (String, bool) {
+        // SAFETY: caller holds the registry lock; name bytes were copied from a valid str
+        // cut at a char boundary, so they are valid UTF-8.
+        unsafe {
+            let e = &*self.entry(slot);
+            let mut name = String::from_utf8_lossy(&e.name[..e.name_len as usize]).into_owned();
+            if e.truncated {
+                name.push('…');
+            }
+            (name, e.truncated)
+        }
+    }
+
+    /// Remember `label` for `rk`, evicting when full. `label` is the display form.
+    pub fn remember(&self, rk: RegKey, label: &str) -> Remembered {
+        let generation = self.header().generation.load(Relaxed);
+        let cached = CACHE.with_borrow_mut(|(g, map)| {
+            if *g != generation {
+                *g = generation;
+                map.clear();
+            }
+            map.get(&rk).copied()
+        });
+        if let Some(slot) = cached {
+            self.touch(slot);
+            return Remembered::Slot(slot);
+        }
+
+        let found = {
+            let _g = self.lock(false);
+            self.find(rk.kind, rk.key).map(|s| (s, self.slot_check(s), self.stored_name(s).0))
+        };
+        let slot = match found {
+            Some((slot, check, _)) if check == rk.check => slot,
+            Some((_, _, other)) => return self.collision(rk, label, &other),
+            None => match self.insert(rk, label) {
+                Ok(slot) => slot,
+                Err(Some(other)) => return self.collision(rk, label, &other),
+                Err(None) => {
+                    self.header().not_stored.fetch_add(1, Relaxed);
+                    if !WARNED_FULL.replace(true) {
+                        ErrorReport::new(
+                            PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
+                            format!(
+                                "pg_named_locks registry is full ({} names, all in use): lock name \"{label}\" is not remembered",
+                                self.capacity()
+                            ),
+                            "pg_named_locks",
+                        )
+                        .set_detail("The lock was taken; monitoring shows it by key only. This warning is shown once per session.")
+                        .set_hint("Raise pg_named_locks.max_names (requires a restart).")
+                        .report(PgLogLevel::WARNING);
+                    }
+                    return Remembered::NotStored;
+                }
+            },
+        };
+        self.touch(slot);
+        CACHE.with_borrow_mut(|(g, map)| {
+            if *g == generation {
+                map.insert(rk, slot);
+            }
+        });
+        Remembered::Slot(slot)
+    }
+
+    fn slot_check(&self, slot: i32) -> u64 {
+        // SAFETY: caller holds the registry lock.
+        unsafe { (*self.entry(slot)).check }
+    }
+
+    fn collision(&self, rk: RegKey, label: &str, other: &str) -> Remembered {
+        self.header().collisions.fetch_add(1, Relaxed);
+        let first = WARNED_COLLISION.with_borrow_mut(|s| s.insert(rk));
+        if first {
+            ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_WARNING,
+                format!("lock name \"{label}\" has the same key as lock name \"{other}\""),
+                "pg_named_locks",
+            )
+            .set_detail(
+                "Both names map to one advisory lock key, so they lock the same lock. \
+                 The registry keeps the first name and does not merge them.",
+            )
+            .set_hint("Rename one of the two locks.")
+            .report(PgLogLevel::WARNING);
+        }
+        Remembered::Collision
+    }
+
+    /// Mark a use: the LRU position and the role that last used the name (for privacy).
+    fn touch(&self, slot: i32) {
+        let e = self.slot(slot);
+        // SAFETY: plain reads of backend-local state.
+        let (now, role) = unsafe { (pg_sys::GetCurrentStatementStartTimestamp(), pg_sys::GetUserId()) };
+        e.last_used.store(now, Relaxed);
+        e.role.store(role.to_u32(), Relaxed);
+    }
+
+    /// Record that `pid` has just been granted the lock named by `slot`.
+    pub fn note_granted(&self, slot: i32, pid: i32, at: i64) {
+        let e = self.slot(slot);
+        e.held_by.store(pid, Relaxed);
+        e.held_since.store(at, Relaxed);
+    }
+
+    /// Insert a new entry. Err(Some(name)) if another name took the key meanwhile,
+    /// Err(None) if full after trying to evict.
+    fn insert(&self, rk: RegKey, label: &str) -> Result<i32, Option<String>> {
+        for attempt in 0..2 {
+            if attempt == 1 {
+                self.evict();
+            }
+            let _g = self.lock(true);
+            if let Some(s) = self.find(rk.kind, rk.key) {
+                return if self.slot_check(s) == rk.check { Ok(s) } else { Err(Some(self.stored_name(s).0)) };
+            }
+            // SAFETY: exclusive lock held: free list, buckets and identities are ours.
+            unsafe {
+                let h = &mut *self.hdr;
+                let slot = h.free_head;
+                if slot == NO_SLOT {
+                    continue;
+                }
+                let e = &mut *self.entry(slot);
+                h.free_head = e.next;
+                let (stored, truncated) = cut(label);
+                e.kind = rk.kind as u8;
+                e.key = rk.key;
+                e.check = rk.check;
+                e.full_len = label.len() as u64;
+                e.truncated = truncated;
+                e.name_len = stored.len() as u16;
+                e.name[..stored.len()].copy_from_slice(stored.as_bytes());
+                e.held_by.store(0, Relaxed);
+                e.held_since.store(0, Relaxed);
+                reset_stats(&e.stats);
+                let b = self.bucket(self.bucket_of(rk.kind, rk.key));
+                e.next = *b;
+                *b = slot;
+                h.used.fetch_add(1, Relaxed);
+                return Ok(slot);
+            }
+        }
+        Err(None)
+    }
+
+    /// Free the least recently used tenth of the entries whose locks nobody holds or
+    /// awaits (at least one), like pg_stat_statements' entry_dealloc.
+    fn evict(&self) {
+        let in_use = advisory_keys_in_use();
+        let _g = self.lock(true);
+        let mut candidates: Vec<(i64, i32)> = Vec::new();
+        // SAFETY: exclusive lock held.
+        unsafe {
+            for s in 0..self.capacity() as i32 {
+                let e = &*self.entry(s);
+                if e.kind == 0 {
+                    continue;
+                }
+                let kind: Kind = std::mem::transmute::<u8, Kind>(e.kind);
+                if !in_use.contains(&(kind, e.key)) {
+                    candidates.push((e.last_used.load(Relaxed), s));
+                }
+            }
+        }
+        if candidates.is_empty() {
+            return;
+        }
+        candidates.sort_unstable();
+        let n = (self.capacity() / 10).max(1).min(candidates.len());
+        for &(_, s) in &candidates[..n] {
+            self.unlink(s);
+        }
+        let h = self.header();
+        h.evictions.fetch_add(n as u64, Relaxed);
+        h.generation.fetch_add(1, Relaxed);
+    }
+
+    /// Remove one entry; caller holds the exclusive lock.
+    fn unlink(&self, slot: i32) {
+        // SAFETY: exclusive lock held by the caller.
+        unsafe {
+            let e = &mut *self.entry(slot);
+            let kind: Kind = std::mem::transmute::<u8, Kind>(e.kind);
+            let mut link = self.bucket(self.bucket_of(kind, e.key));
+            while *link != slot {
+                link = &raw mut (*self.entry(*link)).next;
+            }
+            *link = e.next;
+            e.kind = 0;
+            let h = &mut *self.hdr;
+            e.next = h.free_head;
+            h.free_head = slot;
+            h.used.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// The name for a lock-manager key, if remembered, as (name, truncated, slot).
+    /// For an (namespace, id) pair only the namespace may be known: "namespace:id".
+    pub fn lookup(&self, lock: Key) -> Option<(String, bool, i32)> {
+        let _g = self.lock(false);
+        for (i, (kind, key)) in RegKey::candidates(lock).into_iter().enumerate() {
+            if let Some(s) = self.find(kind, key) {
+                let (name, truncated) = self.stored_name(s);
+                return Some(match (i, lock) {
+                    (1, Key::Pair(_, id)) => (format!("{name}:{id}"), truncated, s),
+                    _ => (name, truncated, s),
+                });
+            }
+        }
+        None
+    }
+
+    /// Copy of every entry, for the monitoring views (one pass under the shared lock).
+    pub fn snapshot(&self) -> Vec<Snap> {
+        let _g = self.lock(false);
+        let mut out = Vec::with_capacity(self.used());
+        for s in 0..self.capacity() as i32 {
+            // SAFETY: shared lock held: identities are stable.
+            let e = unsafe { &*self.entry(s) };
+            if e.kind == 0 {
+                continue;
+            }
+            let (name, truncated) = self.stored_name(s);
+            out.push(Snap {
+                // SAFETY: kind != 0 was written from a Kind.
+                kind: unsafe { std::mem::transmute::<u8, Kind>(e.kind) },
+                key: e.key,
+                name,
+                truncated,
+                role: e.role.load(Relaxed),
+                held_by: e.held_by.load(Relaxed),
+                held_since: e.held_since.load(Relaxed),
+                slot: s,
+            });
+        }
+        out
+    }
+}
+
+pub struct Snap {
+    pub kind: Kind,
+    pub key: i64,
+    pub name: String,
+    pub truncated: bool,
+    pub role: u32,
+    pub held_by: i32,
+    pub held_since: i64,
+    pub slot: i32,
+}
+
+fn reset_stats(s: &Stats) {
+    for c in [&s.acquisitions, &s.immediate, &s.waits, &s.wait_total_us, &s.wait_max_us, &s.try_failures, &s.timeouts] {
+        c.store(0, Relaxed);
+    }
+    s.last_acquired.store(0, Relaxed);
+}
+
+/// `label` cut to NAME_BYTES at a character boundary, and whether it was cut.
+fn cut(label: &str) -> (&str, bool) {
+    if label.len() <= NAME_BYTES {
+        return (label, false);
+    }
+    let mut end = NAME_BYTES;
+    while !label.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&label[..end], true)
+}
+
+/// Registry keys of every advisory lock held or awaited right now, in any database.
+/// Takes all lock-manager partition locks (briefly, shared): call it only when evicting.
+fn advisory_keys_in_use() -> HashSet<(Kind, i64)> {
+    let mut set = HashSet::new();
+    // SAFETY: GetLockStatusData returns a palloc'd snapshot valid in this memory context;
+    // we read `nelements` entries of it and nothing else.
+    unsafe {
+        let data = pg_sys::GetLockStatusData();
+        let locks = std::slice::from_raw_parts((*data).locks, (*data).nelements as usize);
+        for l in locks {
+            let t = &l.locktag;
+            if t.locktag_type as u32 != pg_sys::LockTagType::LOCKTAG_ADVISORY {
+                continue;
+            }
+            let k = pair_key(t.locktag_field2 as i32, t.locktag_field3 as i32);
+            if t.locktag_field4 == 1 {
+                set.insert((Kind::Bigint, k));
+            } else {
+                set.insert((Kind::Pair, k));
+                set.insert((Kind::Namespace, t.locktag_field2 as i32 as i64));
+            }
+        }
+    }
+    set
+}
+
+/// Whether the current user may see a name last used by `role`: the rule of
+/// pg_stat_activity's query text (superuser, pg_read_all_stats, or privileges of the role).
+pub fn may_see(role: u32) -> bool {
+    // SAFETY: catalog lookups through the syscache, valid inside a transaction.
+    unsafe {
+        let me = pg_sys::GetUserId();
+        role == me.to_u32()
+            || pg_sys::has_privs_of_role(me, pg_sys::Oid::from(pg_sys::ROLE_PG_READ_ALL_STATS))
+            || (role != 0 && pg_sys::has_privs_of_role(me, pg_sys::Oid::from(role)))
+    }
+}
