@@ -20,29 +20,28 @@ server_start 18 "$DIR" "$PORT"
 psql_() { "$BINDIR/psql" -X -q -h "$DIR/sock" -p "$PORT" -U postgres -d postgres "$@"; }
 psql_ -c "CREATE EXTENSION pg_named_locks"
 
-log "session A takes lock_named('daily-report-job') and keeps it for 3 seconds"
-psql_ -c "SELECT lock_named('daily-report-job') AS \"A: locked\"; SELECT pg_sleep(3)" >/dev/null &
+log "session A takes lock_named('daily-report-job') and keeps it for 4 seconds"
+psql_ -c "SELECT lock_named('daily-report-job'); SELECT pg_sleep(4)" >/dev/null &
 A=$!
 sleep 1
-log "session B meanwhile"
+log "session B: try_lock_named() never waits; the built-in on the same key is the same lock"
 psql_ -P footer=off <<'SQL'
-\echo 'B: try_lock_named(''daily-report-job'') never waits:'
-SELECT try_lock_named('daily-report-job') AS "B got it?";
-\echo 'B: it is an ordinary advisory lock on named_lock_key(''daily-report-job''):'
-SELECT named_lock_key('daily-report-job') AS key,
+SELECT try_lock_named('daily-report-job') AS "B got it?",
+       named_lock_key('daily-report-job') AS key,
        pg_try_advisory_lock(named_lock_key('daily-report-job')) AS "built-in got it?";
-\echo B: pg_locks shows the holder:
-SELECT l.pid, l.mode, l.granted
-  FROM pg_locks l
- WHERE l.locktype = 'advisory'
-   AND l.objid = (named_lock_key('daily-report-job') & x'FFFFFFFF'::bigint)::oid;
-\echo B: now waits with lock_named() until A ends...
-\timing on
-SELECT lock_named('daily-report-job') AS "B: locked after waiting";
-\timing off
-SELECT unlock_named('daily-report-job') AS "B: unlocked";
 SQL
-wait "$A"
+log "session B now waits in lock_named('daily-report-job'); session C looks at advisory_locks_v"
+psql_ -P footer=off -c "SET application_name = 'session B'" \
+      -c "SELECT 'B got the lock after A finished' AS b FROM (SELECT lock_named('daily-report-job')) s" &
+B=$!
+sleep 1
+psql_ -P footer=off <<'SQL'
+SELECT pid, lock_name, mode, granted, blocked_by,
+       date_trunc('second', now() - coalesce(held_since, waiting_since)) AS "for",
+       application_name
+  FROM advisory_locks_v ORDER BY granted DESC;
+SQL
+wait "$A" "$B"
 
 cat <<MSG
 

@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 
 use crate::lockmgr::{Mode, Scope};
 use crate::named::{self, Target};
+use crate::wait::Wait;
 
 /// One SQL function. `lock` waits (void), `try` never waits (boolean), `unlock` releases
 /// one session hold (boolean). The argument list is forwarded as raw tokens, not as `ty`
@@ -17,19 +18,26 @@ macro_rules! sql_fn {
     (lock, $rust:ident, $sql:literal, $mode:ident, $scope:ident, $args:tt => $key:expr) => {
         #[pg_extern(volatile, parallel_restricted, name = $sql)]
         pub fn $rust $args {
-            named::acquire($key, Mode::$mode, Scope::$scope, true);
+            named::acquire(&[$key], Mode::$mode, Scope::$scope, Wait::Forever);
         }
     };
     (try, $rust:ident, $sql:literal, $mode:ident, $scope:ident, $args:tt => $key:expr) => {
         #[pg_extern(volatile, parallel_restricted, name = $sql)]
         pub fn $rust $args -> bool {
-            named::acquire($key, Mode::$mode, Scope::$scope, false)
+            named::acquire(&[$key], Mode::$mode, Scope::$scope, Wait::No)
+        }
+    };
+    (timed, $rust:ident, $sql:literal, $mode:ident, $scope:ident, $args:tt => $key:expr) => {
+        #[pg_extern(volatile, parallel_restricted, name = $sql)]
+        pub fn $rust $args -> bool {
+            let (target, timeout) = $key;
+            named::acquire(&[target], Mode::$mode, Scope::$scope, named::timeout(timeout))
         }
     };
     (unlock, $rust:ident, $sql:literal, $mode:ident, $args:tt => $key:expr) => {
         #[pg_extern(volatile, parallel_restricted, name = $sql)]
         pub fn $rust $args -> bool {
-            named::release($key, Mode::$mode)
+            named::release(&[$key], Mode::$mode) == 1
         }
     };
 }
@@ -81,6 +89,70 @@ family! { (namespace: Option<&str>, id: Option<i32>) => Target::pair_id(namespac
     lock   xact_lock_pair_id_shared    "xact_lock_pair_shared"       Shared    Xact;
     try    try_xact_lock_pair_id       "try_xact_lock_pair"          Exclusive Xact;
     try    try_xact_lock_pair_id_shared "try_xact_lock_pair_shared"  Shared    Xact;
+}
+
+// Per-call timeouts: true when locked, false when the timeout passed first (never
+// leaving the lock held), 0 = try. The caller's lock_timeout is not changed.
+family! { (name: Option<&str>, timeout: Option<Interval>) => (Target::named(name), timeout);
+    timed  lock_named_timeout               "lock_named"             Exclusive Session;
+    timed  lock_named_shared_timeout        "lock_named_shared"      Shared    Session;
+    timed  xact_lock_named_timeout          "xact_lock_named"        Exclusive Xact;
+    timed  xact_lock_named_shared_timeout   "xact_lock_named_shared" Shared    Xact;
+}
+
+family! { (namespace: Option<&str>, name: Option<&str>, timeout: Option<Interval>) => (Target::pair(namespace, name), timeout);
+    timed  lock_pair_timeout                "lock_pair"              Exclusive Session;
+    timed  lock_pair_shared_timeout         "lock_pair_shared"       Shared    Session;
+    timed  xact_lock_pair_timeout           "xact_lock_pair"         Exclusive Xact;
+    timed  xact_lock_pair_shared_timeout    "xact_lock_pair_shared"  Shared    Xact;
+}
+
+family! { (namespace: Option<&str>, id: Option<i32>, timeout: Option<Interval>) => (Target::pair_id(namespace, id), timeout);
+    timed  lock_pair_id_timeout             "lock_pair"              Exclusive Session;
+    timed  lock_pair_id_shared_timeout      "lock_pair_shared"       Shared    Session;
+    timed  xact_lock_pair_id_timeout        "xact_lock_pair"         Exclusive Xact;
+    timed  xact_lock_pair_id_shared_timeout "xact_lock_pair_shared"  Shared    Xact;
+}
+
+// Many locks at once: ascending key order (so concurrent callers cannot deadlock on
+// each other), duplicates folded, all or nothing. An empty array is a no-op.
+
+#[pg_extern(volatile, parallel_restricted)]
+pub fn lock_many(names: Option<Array<&str>>) {
+    named::acquire(&named::many(names), Mode::Exclusive, Scope::Session, Wait::Forever);
+}
+
+#[pg_extern(volatile, parallel_restricted, name = "lock_many")]
+pub fn lock_many_timeout(names: Option<Array<&str>>, timeout: Option<Interval>) -> bool {
+    let targets = named::many(names);
+    named::acquire(&targets, Mode::Exclusive, Scope::Session, named::timeout(timeout))
+}
+
+#[pg_extern(volatile, parallel_restricted)]
+pub fn try_lock_many(names: Option<Array<&str>>) -> bool {
+    named::acquire(&named::many(names), Mode::Exclusive, Scope::Session, Wait::No)
+}
+
+/// Releases one session hold of each distinct name; returns how many were released.
+#[pg_extern(volatile, parallel_restricted)]
+pub fn unlock_many(names: Option<Array<&str>>) -> i32 {
+    named::release(&named::many(names), Mode::Exclusive)
+}
+
+#[pg_extern(volatile, parallel_restricted)]
+pub fn xact_lock_many(names: Option<Array<&str>>) {
+    named::acquire(&named::many(names), Mode::Exclusive, Scope::Xact, Wait::Forever);
+}
+
+#[pg_extern(volatile, parallel_restricted, name = "xact_lock_many")]
+pub fn xact_lock_many_timeout(names: Option<Array<&str>>, timeout: Option<Interval>) -> bool {
+    let targets = named::many(names);
+    named::acquire(&targets, Mode::Exclusive, Scope::Xact, named::timeout(timeout))
+}
+
+#[pg_extern(volatile, parallel_restricted)]
+pub fn try_xact_lock_many(names: Option<Array<&str>>) -> bool {
+    named::acquire(&named::many(names), Mode::Exclusive, Scope::Xact, Wait::No)
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -249,7 +321,7 @@ mod tests {
         let bad = Spi::get_one::<i64>(
             "SELECT count(*) FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass \
              JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_named_locks' \
-             WHERE p.proname ~ '^(try_)?(xact_)?(un)?lock_(named|pair)' \
+             WHERE p.proname ~ '^(try_)?(xact_)?(un)?lock_(named|pair|many)' \
                AND (p.provolatile <> 'v' OR p.proparallel <> 'r' OR p.proisstrict OR p.prosecdef)",
         )
         .unwrap();
@@ -257,9 +329,9 @@ mod tests {
         let n = Spi::get_one::<i64>(
             "SELECT count(*) FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass \
              JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_named_locks' \
-             WHERE p.proname ~ '^(try_)?(xact_)?(un)?lock_(named|pair)'",
+             WHERE p.proname ~ '^(try_)?(xact_)?(un)?lock_(named|pair|many)'",
         )
         .unwrap();
-        assert_eq!(n, Some(30));
+        assert_eq!(n, Some(49)); // 30 plain, 12 timeout overloads, 7 _many
     }
 }

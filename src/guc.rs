@@ -7,6 +7,12 @@ pub static MAX_NAMES: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_MAX_NAMES
 
 pub const DEFAULT_MAX_NAMES: i32 = 10_000;
 
+/// Whether per-name statistics are counted (superuser-settable).
+pub static TRACK_STATS: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// Distinct advisory locks one session may hold at once; 0 = no cap (superuser-settable).
+pub static MAX_LOCKS_PER_SESSION: GucSetting<i32> = GucSetting::<i32>::new(1024);
+
 /// Define the settings. `preloading`: PostgreSQL refuses (FATAL) to create a
 /// PGC_POSTMASTER setting after startup, so max_names exists as a real setting only when
 /// the library is preloaded; otherwise see `max_names`.
@@ -14,6 +20,26 @@ pub fn define(preloading: bool) {
     if preloading {
         define_max_names();
     }
+    GucRegistry::define_bool_guc(
+        c"pg_named_locks.track_stats",
+        c"Counts acquisitions, waits, try failures and timeouts per lock name.",
+        c"Shown by named_lock_stats. Needs the name registry.",
+        &TRACK_STATS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_named_locks.max_locks_per_session",
+        c"Maximum number of distinct advisory locks one session may hold (0 = no cap).",
+        c"Checked by the named lock functions before they request a new lock; advisory locks \
+          taken with the built-in functions count too. Transaction locks count until their \
+          transaction ends.",
+        &MAX_LOCKS_PER_SESSION,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     // Like pg_stat_statements: reject misspelled pg_named_locks.* settings.
     // SAFETY: a plain C call with a static NUL-terminated string.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"pg_named_locks".as_ptr()) };

@@ -7,6 +7,9 @@
 //! - [`named`]    one named-lock operation: resolve, remember the name, lock
 //! - [`registry`] the shared-memory name registry (key → name), its locking rules
 //! - [`shmem`]    where the registry's memory comes from (preload or DSM registry)
+//! - [`wait`]     all-or-nothing acquisition, deadlines, no lock left behind
+//! - [`session`]  the per-session cap on held locks
+//! - [`stats`]    per-name statistics: `named_lock_stats`
 //! - [`guc`]      settings
 //! - [`monitor`]  name look-ups and the `advisory_locks_v` view
 //! - [`api`]      the SQL-facing lock functions, thin wrappers over the above
@@ -21,7 +24,10 @@ pub mod monitor;
 pub mod named;
 pub mod names;
 pub mod registry;
+pub mod session;
 pub mod shmem;
+pub mod stats;
+pub mod wait;
 
 // The two-argument `pg_module_magic!(name, version)` form is broken on PostgreSQL 18 in
 // pgrx 0.18.1; the explicit form fills PG 18's module name/version fields correctly.
@@ -39,6 +45,8 @@ pub extern "C-unwind" fn _PG_init() {
 
 #[cfg(test)]
 mod multisession_tests;
+#[cfg(test)]
+mod multisession_timeouts;
 
 /// Required by `cargo pgrx test`.
 #[cfg(test)]

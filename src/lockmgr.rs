@@ -10,7 +10,6 @@
 //! run in the leader, and the built-ins dropped that check in PostgreSQL 13.
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 /// Which advisory key space a lock lives in. The numbering of `locktag_field4` (1 for
 /// the bigint space, 2 for the two-int4 space) is the built-ins' and keeps the spaces apart.
@@ -97,4 +96,52 @@ pub fn release(key: Key, mode: Mode) -> bool {
     let tag = key.locktag();
     // SAFETY: as in `acquire`; LockRelease only reads the tag.
     unsafe { pg_sys::LockRelease(&tag, mode.lockmode(), true) }
+}
+
+/// Release one hold taken by this backend at `scope` (the undo of a successful
+/// `acquire`). Unlike `release` it also handles transaction-level holds, which are owned
+/// by the current resource owner.
+pub fn release_quiet(key: Key, mode: Mode, scope: Scope) -> bool {
+    let tag = key.locktag();
+    // SAFETY: as in `acquire`; called only for holds this call just took.
+    unsafe { pg_sys::LockRelease(&tag, mode.lockmode(), scope == Scope::Session) }
+}
+
+/// Whether this backend holds the lock in exactly this mode (at any level). Reads only
+/// the backend-local lock table.
+pub fn held_by_me(key: Key, mode: Mode) -> bool {
+    let tag = key.locktag();
+    // SAFETY: LockHeldByMe only reads the backend-local lock hash.
+    unsafe {
+        #[cfg(any(feature = "pg15", feature = "pg16"))]
+        {
+            pg_sys::LockHeldByMe(&tag, mode.lockmode())
+        }
+        #[cfg(not(any(feature = "pg15", feature = "pg16")))]
+        {
+            pg_sys::LockHeldByMe(&tag, mode.lockmode(), false)
+        }
+    }
+}
+
+/// Distinct advisory lock tags this backend holds now (any mode, any level). Reads a
+/// snapshot of the whole lock table (every partition, shared): call it rarely.
+pub fn advisory_locks_held() -> usize {
+    let mut tags = std::collections::HashSet::new();
+    // SAFETY: GetLockStatusData returns a palloc'd snapshot; we read its `nelements`
+    // entries. MyProcPid is this backend's pid.
+    unsafe {
+        let data = pg_sys::GetLockStatusData();
+        let locks = std::slice::from_raw_parts((*data).locks, (*data).nelements as usize);
+        for l in locks {
+            let t = &l.locktag;
+            if l.pid == pg_sys::MyProcPid
+                && l.holdMask != 0
+                && t.locktag_type as u32 == pg_sys::LockTagType::LOCKTAG_ADVISORY
+            {
+                tags.insert((t.locktag_field1, t.locktag_field2, t.locktag_field3, t.locktag_field4));
+            }
+        }
+    }
+    tags.len()
 }

@@ -20,13 +20,13 @@ use crate::shmem;
 pub const HIDDEN: &str = "<insufficient privilege>";
 
 /// Memoised `registry::may_see` for one query (few distinct roles, many entries).
-struct Visibility(HashMap<u32, bool>);
+pub struct Visibility(HashMap<u32, bool>);
 
 impl Visibility {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Visibility(HashMap::new())
     }
-    fn name(&mut self, role: u32, name: String) -> String {
+    pub fn name(&mut self, role: u32, name: String) -> String {
         if *self.0.entry(role).or_insert_with(|| registry::may_see(role)) { name } else { HIDDEN.to_string() }
     }
 }
@@ -41,7 +41,7 @@ fn lookup(reg: Registry, key: Key) -> Option<String> {
 #[pg_extern(volatile, parallel_restricted)]
 fn register_lock_name(name: Option<&str>) -> i64 {
     let n = require_lockable(name, "name");
-    crate::named::Target::named(Some(n)).remember();
+    crate::named::Target::named(Some(n)).remember(shmem::get());
     key64(n.as_bytes())
 }
 

@@ -8,7 +8,7 @@ use postgres::Client;
 use std::thread;
 use std::time::{Duration, Instant};
 
-fn session() -> Client {
+pub(crate) fn session() -> Client {
     // The framework starts the server (once per test binary) when a #[pg_test] runs.
     pgrx_tests::run_test("key_known_value", None, crate::pg_test::postgresql_conf_options())
         .expect("test framework");
@@ -17,16 +17,16 @@ fn session() -> Client {
     c
 }
 
-fn boolean(c: &mut Client, sql: &str) -> bool {
+pub(crate) fn boolean(c: &mut Client, sql: &str) -> bool {
     c.query_one(sql, &[]).unwrap().get(0)
 }
 
-fn pid(c: &mut Client) -> i32 {
+pub(crate) fn pid(c: &mut Client) -> i32 {
     c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0)
 }
 
 /// Advisory locks `pid` holds (granted) right now.
-fn held(observer: &mut Client, pid: i32) -> i64 {
+pub(crate) fn held(observer: &mut Client, pid: i32) -> i64 {
     observer
         .query_one(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1 AND granted",
@@ -37,7 +37,7 @@ fn held(observer: &mut Client, pid: i32) -> i64 {
 }
 
 /// Poll until `pid` waits for an advisory lock; panics after 20 s.
-fn wait_until_waiting(observer: &mut Client, pid: i32) {
+pub(crate) fn wait_until_waiting(observer: &mut Client, pid: i32) {
     let start = Instant::now();
     loop {
         let n: i64 = observer
@@ -55,7 +55,7 @@ fn wait_until_waiting(observer: &mut Client, pid: i32) {
     }
 }
 
-fn sqlstate(e: &postgres::Error) -> SqlState {
+pub(crate) fn sqlstate(e: &postgres::Error) -> SqlState {
     e.code().cloned().unwrap_or_else(|| panic!("not a server error: {e}"))
 }
 

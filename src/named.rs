@@ -1,16 +1,20 @@
-//! A named lock operation: resolve the arguments to a lock key and a registry identity,
-//! remember the name, take or release the lock, record who holds it. The SQL functions in
-//! `api.rs` call exactly one function of this module.
+//! Named lock operations: resolve the arguments to lock keys and registry identities,
+//! remember the names, take or release the locks (through `wait`), and keep the
+//! per-name holder and statistics. The SQL functions in `api.rs` call one function here.
 
 use std::borrow::Cow;
+use std::sync::atomic::Ordering::Relaxed;
 
 use pgrx::pg_sys;
+use pgrx::prelude::*;
 
+use crate::guc;
 use crate::keys::NameHash;
-use crate::lockmgr::{self, Acquired, Key, Mode, Scope};
+use crate::lockmgr::{self, Key, Mode, Scope};
 use crate::names::{require_lockable, require_non_null};
-use crate::registry::{pair_key, Kind, RegKey, Remembered};
+use crate::registry::{pair_key, Kind, RegKey, Registry, Remembered};
 use crate::shmem;
+use crate::wait::{self, Event, Wait};
 
 /// What one call locks, and under which name the registry remembers it.
 pub struct Target<'a> {
@@ -60,35 +64,109 @@ impl<'a> Target<'a> {
         }
     }
 
+    fn into_owned(self) -> Target<'static> {
+        Target { key: self.key, reg: self.reg, label: Cow::Owned(self.label.into_owned()) }
+    }
+
     /// Remember the name; the registry slot when it is stored under this name.
-    pub fn remember(&self) -> Option<i32> {
-        let reg = shmem::get()?;
-        match reg.remember(self.reg, &self.label) {
+    pub fn remember(&self, reg: Option<Registry>) -> Option<i32> {
+        match reg?.remember(self.reg, &self.label) {
             Remembered::Slot(s) => Some(s),
             Remembered::Collision | Remembered::NotStored => None,
         }
     }
 }
 
-/// Take the lock (waiting or not). The name is registered first, so a waiter already
-/// shows by name while it waits. Returns whether the lock is held now.
-pub fn acquire(t: Target, mode: Mode, scope: Scope, wait: bool) -> bool {
-    let slot = t.remember();
-    let res = lockmgr::acquire(t.key, mode, scope, wait);
-    if res == Acquired::Granted {
-        if let (Some(slot), Some(reg)) = (slot, shmem::get()) {
-            // Pair-id locks share their namespace's entry: a holder there would be wrong.
-            if t.reg.kind != Kind::Namespace {
-                // SAFETY: plain reads of backend-local state.
-                let (pid, now) = unsafe { (pg_sys::MyProcPid, pg_sys::GetCurrentTimestamp()) };
-                reg.note_granted(slot, pid, now);
+/// The targets of a `_many` call: every element a lockable name, sorted by key (the
+/// global order that makes concurrent `_many` calls deadlock-free) and folded by key.
+pub fn many(names: Option<pgrx::Array<&str>>) -> Vec<Target<'static>> {
+    let names = require_non_null(names, "name array");
+    let mut targets: Vec<Target<'static>> = names.iter().map(|n| Target::named(n).into_owned()).collect();
+    targets.sort_by_key(|t| match t.key {
+        Key::Int64(k) => k,
+        Key::Pair(..) => unreachable!("_many locks bigint keys"),
+    });
+    targets.dedup_by_key(|t| t.key);
+    targets
+}
+
+/// A per-call timeout: NULL and negative are errors; zero means "do not wait".
+pub fn timeout(t: Option<Interval>) -> Wait {
+    let us = require_non_null(t, "timeout").as_micros();
+    if us < 0 {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "lock timeout must not be negative",
+            "pg_named_locks",
+        )
+        .set_hint("Pass a positive interval, or 0 to try without waiting.")
+        .report(PgLogLevel::ERROR);
+    }
+    match us {
+        0 => Wait::No,
+        us => Wait::Micros(us.min(i64::MAX as i128) as i64),
+    }
+}
+
+/// Take every target's lock, all or nothing. The names are registered first, so waiters
+/// already show by name while they wait. Returns whether the locks are held now.
+pub fn acquire(targets: &[Target], mode: Mode, scope: Scope, wait: Wait) -> bool {
+    let reg = shmem::get();
+    let slots: Vec<Option<i32>> = targets.iter().map(|t| t.remember(reg)).collect();
+    let keys: Vec<Key> = targets.iter().map(|t| t.key).collect();
+    let mut events: Vec<(usize, Event)> = Vec::with_capacity(targets.len());
+    let ok = wait::acquire_all(&keys, mode, scope, wait, &mut |i, ev| events.push((i, ev)));
+    if let Some(reg) = reg {
+        record(reg, targets, &slots, &events, ok);
+    }
+    ok
+}
+
+/// Holder and statistics updates, after the fact: a failed all-or-nothing call counts
+/// only its try failure or timeout, not the holds it undid.
+fn record(reg: Registry, targets: &[Target], slots: &[Option<i32>], events: &[(usize, Event)], ok: bool) {
+    let track = guc::TRACK_STATS.get();
+    // SAFETY: plain reads of backend-local state.
+    let (at, pid) = unsafe { (pg_sys::GetCurrentTimestamp(), pg_sys::MyProcPid) };
+    for &(i, ev) in events {
+        let Some(slot) = slots[i] else { continue };
+        let s = &reg.slot(slot).stats;
+        let granted = matches!(ev, Event::Immediate(_) | Event::Waited(_));
+        if granted && !ok {
+            continue;
+        }
+        // A (namespace, id) entry stands for many locks: no single holder to record.
+        if matches!(ev, Event::Immediate(true) | Event::Waited(_)) && targets[i].reg.kind != Kind::Namespace {
+            reg.note_granted(slot, pid, at);
+        }
+        if !track {
+            continue;
+        }
+        match ev {
+            Event::Immediate(_) => {
+                s.acquisitions.fetch_add(1, Relaxed);
+                s.immediate.fetch_add(1, Relaxed);
+                s.last_acquired.store(at, Relaxed);
+            }
+            Event::Waited(us) => {
+                s.acquisitions.fetch_add(1, Relaxed);
+                s.waits.fetch_add(1, Relaxed);
+                s.wait_total_us.fetch_add(us.max(0) as u64, Relaxed);
+                s.wait_max_us.fetch_max(us.max(0) as u64, Relaxed);
+                s.last_acquired.store(at, Relaxed);
+            }
+            Event::Busy => {
+                s.try_failures.fetch_add(1, Relaxed);
+            }
+            Event::TimedOut => {
+                s.timeouts.fetch_add(1, Relaxed);
             }
         }
     }
-    res != Acquired::NotAvailable
 }
 
-/// Release one session hold; false (with the lock manager's WARNING) when not held.
-pub fn release(t: Target, mode: Mode) -> bool {
-    lockmgr::release(t.key, mode)
+/// Release one session hold of each target; the number released (a target not held
+/// gets the lock manager's WARNING and does not count).
+pub fn release(targets: &[Target], mode: Mode) -> i32 {
+    targets.iter().filter(|t| lockmgr::release(t.key, mode)).count() as i32
 }

@@ -529,6 +529,16 @@ impl Registry {
                 held_by: e.held_by.load(Relaxed),
                 held_since: e.held_since.load(Relaxed),
                 slot: s,
+                stats: [
+                    e.stats.acquisitions.load(Relaxed),
+                    e.stats.immediate.load(Relaxed),
+                    e.stats.waits.load(Relaxed),
+                    e.stats.wait_total_us.load(Relaxed),
+                    e.stats.wait_max_us.load(Relaxed),
+                    e.stats.try_failures.load(Relaxed),
+                    e.stats.timeouts.load(Relaxed),
+                ],
+                last_acquired: e.stats.last_acquired.load(Relaxed),
             });
         }
         out
@@ -544,6 +554,19 @@ pub struct Snap {
     pub held_by: i32,
     pub held_since: i64,
     pub slot: i32,
+    /// acquisitions, immediate, waits, wait_total_us, wait_max_us, try_failures, timeouts
+    pub stats: [u64; 7],
+    pub last_acquired: i64,
+}
+
+impl Registry {
+    /// Zero every entry's statistics (named_lock_stats_reset).
+    pub fn reset_stats(&self) {
+        let _g = self.lock(false);
+        for s in 0..self.capacity() as i32 {
+            reset_stats(&self.slot(s).stats);
+        }
+    }
 }
 
 fn reset_stats(s: &Stats) {
@@ -600,5 +623,31 @@ pub fn may_see(role: u32) -> bool {
         role == me.to_u32()
             || pg_sys::has_privs_of_role(me, pg_sys::Oid::from(pg_sys::ROLE_PG_READ_ALL_STATS))
             || (role != 0 && pg_sys::has_privs_of_role(me, pg_sys::Oid::from(role)))
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    /// README states the per-name memory cost; keep it true.
+    #[test]
+    fn entry_size_is_documented() {
+        assert_eq!(size_of::<Entry>(), 320);
+        let per_name = shmem_size(10_000) as f64 / 10_000.0;
+        assert!((330.0..340.0).contains(&per_name), "{per_name}");
+    }
+
+    #[test]
+    fn cut_keeps_char_boundaries() {
+        let long = "ü".repeat(150); // 300 bytes
+        let (stored, truncated) = cut(&long);
+        assert!(truncated);
+        assert_eq!(stored.len(), NAME_BYTES);
+        let shifted = format!("x{long}"); // the boundary falls mid-character
+        let (stored, truncated) = cut(&shifted);
+        assert!(truncated);
+        assert_eq!(stored.len(), NAME_BYTES - 1);
+        assert_eq!(cut("short"), ("short", false));
     }
 }

@@ -1,0 +1,267 @@
+//! Taking one or several locks, all or nothing, with an optional deadline, without ever
+//! leaving a lock behind that the call did not report as taken.
+//!
+//! The fast path is one non-waiting `LockAcquire` per key: an uncontended call costs
+//! exactly what the built-in costs. Only when a key is busy and the caller is willing to
+//! wait does the call open an internal subtransaction (as a PL/pgSQL exception block
+//! does) and wait there, with `lock_timeout` set to the time left for this call only
+//! (a GUC nest level, popped on the way out). That buys three guarantees:
+//!
+//! - A timeout is a clean `false`: the lock manager's 55P03 is caught and the
+//!   subtransaction rolled back, which cleans the wait queue (LockErrorCleanup).
+//! - A lock granted just as the timeout (or a cancel) fires is not lost track of: the
+//!   rollback records such a grant, and we look. On timeout it counts as acquired; on
+//!   any error that propagates it is released, so a raised call holds nothing new.
+//! - All or nothing: when a later key fails, every hold this call took is undone.
+//!
+//! Deadlock detection, cancel and statement_timeout work as usual during the wait; their
+//! errors are re-raised after the clean-up.
+
+use std::panic::AssertUnwindSafe;
+
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::prelude::*;
+
+use crate::lockmgr::{self, Acquired, Key, Mode, Scope};
+use crate::session;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// try_*: never wait.
+    No,
+    /// Wait as long as the caller's lock_timeout/statement_timeout allow.
+    Forever,
+    /// Wait at most this many microseconds in total (> 0).
+    Micros(i64),
+}
+
+/// What happened to one key, for the statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Granted at once; false when it was already held (re-entrant).
+    Immediate(bool),
+    /// Granted after waiting this long.
+    Waited(i64),
+    /// Busy, and the call did not wait (try).
+    Busy,
+    /// Busy until the deadline.
+    TimedOut,
+}
+
+fn now() -> i64 {
+    // SAFETY: reads the clock.
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+/// One successful acquisition made by this call, to undo on failure.
+struct Hold {
+    key: Key,
+    /// taken inside the subtransaction (its rollback already undid transaction locks)
+    in_subxact: bool,
+}
+
+fn undo(holds: &[Hold], mode: Mode, scope: Scope) {
+    for h in holds.iter().rev() {
+        match scope {
+            Scope::Session => {
+                lockmgr::release_quiet(h.key, mode, Scope::Session);
+            }
+            Scope::Xact if !h.in_subxact => {
+                lockmgr::release_quiet(h.key, mode, Scope::Xact);
+            }
+            Scope::Xact => {}
+        }
+    }
+}
+
+/// Acquire every key (already sorted and de-duplicated by the caller), all or nothing.
+/// `on(i, event)` reports per-key events. Returns true when all are held.
+pub fn acquire_all(keys: &[Key], mode: Mode, scope: Scope, wait: Wait, on: &mut dyn FnMut(usize, Event)) -> bool {
+    let mut holds: Vec<Hold> = Vec::new();
+    let mut blocked = None;
+    for (i, &key) in keys.iter().enumerate() {
+        if let Err(e) = session::check_cap(key, mode) {
+            undo(&holds, mode, scope);
+            e.report(PgLogLevel::ERROR);
+        }
+        match lockmgr::acquire(key, mode, scope, false) {
+            Acquired::Granted => {
+                session::note_granted();
+                holds.push(Hold { key, in_subxact: false });
+                on(i, Event::Immediate(true));
+            }
+            Acquired::AlreadyHeld => {
+                holds.push(Hold { key, in_subxact: false });
+                on(i, Event::Immediate(false));
+            }
+            Acquired::NotAvailable => {
+                blocked = Some(i);
+                break;
+            }
+        }
+    }
+    let Some(first) = blocked else { return true };
+    match wait {
+        Wait::No => {
+            on(first, Event::Busy);
+            undo(&holds, mode, scope);
+            false
+        }
+        // SAFETY: no PostgreSQL resource of ours is half-built here.
+        Wait::Forever | Wait::Micros(_) if unsafe { pg_sys::IsInParallelMode() } => {
+            // No subtransactions in parallel mode: wait like the built-in does.
+            if let Wait::Micros(_) = wait {
+                undo(&holds, mode, scope);
+                ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_STATE,
+                    "cannot wait for a lock with a timeout during a parallel operation"
+                );
+            }
+            for (i, &key) in keys.iter().enumerate().skip(first) {
+                let t0 = now();
+                lockmgr::acquire(key, mode, scope, true);
+                on(i, Event::Waited(now() - t0));
+            }
+            true
+        }
+        _ => wait_in_subxact(keys, first, holds, mode, scope, wait, on),
+    }
+}
+
+fn wait_in_subxact(
+    keys: &[Key],
+    first: usize,
+    mut holds: Vec<Hold>,
+    mode: Mode,
+    scope: Scope,
+    wait: Wait,
+    on: &mut dyn FnMut(usize, Event),
+) -> bool {
+    let deadline = match wait {
+        Wait::Micros(us) => Some(now().saturating_add(us)),
+        _ => None,
+    };
+    // SAFETY: the internal-subtransaction protocol of PL/pgSQL's exception blocks: note
+    // the memory context and resource owner, begin, and restore both after the
+    // subtransaction is released or rolled back.
+    let (ctx, owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+    unsafe {
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(ctx);
+    }
+    // SAFETY: NewGUCNestLevel only bumps a counter; popped by AtEOXact_GUC or the rollback.
+    let nest = deadline.map(|_| unsafe { pg_sys::NewGUCNestLevel() });
+
+    let mut next = first;
+    let mut timed_out_at = None;
+    let result: Result<(), CaughtError> = PgTryBuilder::new(AssertUnwindSafe(|| {
+        while next < keys.len() {
+            let key = keys[next];
+            if let Err(e) = session::check_cap(key, mode) {
+                e.report(PgLogLevel::ERROR);
+            }
+            if let Some(d) = deadline {
+                let left_ms = (d - now() + 999) / 1000;
+                if left_ms <= 0 {
+                    timed_out_at = Some(next);
+                    return Ok(());
+                }
+                set_lock_timeout(left_ms.min(i32::MAX as i64));
+            }
+            let t0 = now();
+            let res = lockmgr::acquire(key, mode, scope, true);
+            if res == Acquired::Granted {
+                session::note_granted();
+            }
+            holds.push(Hold { key, in_subxact: true });
+            on(next, Event::Waited(now() - t0));
+            next += 1;
+        }
+        Ok(())
+    }))
+    .catch_others(Err)
+    .execute();
+
+    let restore = || unsafe {
+        // SAFETY: see above.
+        pg_sys::MemoryContextSwitchTo(ctx);
+        pg_sys::CurrentResourceOwner = owner;
+    };
+    match result {
+        Ok(()) if timed_out_at.is_none() => {
+            // SAFETY: pop our lock_timeout, then fold the subtransaction into the parent
+            // (transaction locks taken in it move to the parent's resource owner).
+            unsafe {
+                if let Some(n) = nest {
+                    pg_sys::AtEOXact_GUC(true, n);
+                }
+                pg_sys::ReleaseCurrentSubTransaction();
+            }
+            restore();
+            true
+        }
+        Ok(()) => {
+            // Deadline passed between keys, before waiting for the next one.
+            unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
+            restore();
+            on(timed_out_at.unwrap_or(next), Event::TimedOut);
+            undo(&holds, mode, scope);
+            false
+        }
+        Err(e) => {
+            let code = e_code(&e);
+            // SAFETY: rolls back to the state before BeginInternalSubTransaction; this
+            // runs LockErrorCleanup, which leaves the wait queue or, when the lock was
+            // granted at the last moment, records the grant (kept for a session lock).
+            unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
+            restore();
+            let key = keys[next];
+            let granted_at_edge = scope == Scope::Session && lockmgr::held_by_me(key, mode);
+            if granted_at_edge {
+                session::note_granted();
+                holds.push(Hold { key, in_subxact: true });
+            }
+            if deadline.is_some() && code == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE {
+                if granted_at_edge && next + 1 == keys.len() {
+                    // The last lock came through as the timer fired: the call succeeded.
+                    on(next, Event::Waited(0));
+                    return true;
+                }
+                on(next, Event::TimedOut);
+                undo(&holds, mode, scope);
+                false
+            } else {
+                undo(&holds, mode, scope);
+                e.rethrow()
+            }
+        }
+    }
+}
+
+fn e_code(e: &CaughtError) -> PgSqlErrorCode {
+    match e {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => {
+            r.sql_error_code()
+        }
+    }
+}
+
+fn set_lock_timeout(ms: i64) {
+    let value = std::ffi::CString::new(ms.to_string()).expect("digits");
+    // SAFETY: sets lock_timeout at the current GUC nest level (GUC_ACTION_SAVE), which
+    // AtEOXact_GUC or the subtransaction rollback undoes; the caller's value is untouched.
+    unsafe {
+        pg_sys::set_config_option(
+            c"lock_timeout".as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+    }
+}
