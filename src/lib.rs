@@ -2,6 +2,7 @@
 //!
 //! Module map (one job each):
 //! - [`keys`]     name → advisory-lock key (the md5 compatibility contract)
+//! - [`namecache`] backend-local memo of name → md5
 //! - [`names`]    argument validation: what counts as a usable lock name
 //! - [`lockmgr`]  the lock primitives, straight on PostgreSQL's lock manager
 //! - [`named`]    one named-lock operation: resolve, remember the name, lock
@@ -12,16 +13,19 @@
 //! - [`stats`]    per-name statistics: `named_lock_stats`
 //! - [`guc`]      settings
 //! - [`monitor`]  name look-ups and the `advisory_locks_v` view
+//! - [`backend`]  backend-local state and the coarse clock
 //! - [`api`]      the SQL-facing lock functions, thin wrappers over the above
 
 use pgrx::prelude::*;
 
 pub mod api;
+pub mod backend;
 pub mod guc;
 pub mod keys;
 pub mod lockmgr;
 pub mod monitor;
 pub mod named;
+pub mod namecache;
 pub mod names;
 pub mod registry;
 pub mod session;
@@ -38,6 +42,8 @@ pub extern "C-unwind" fn _PG_init() {
     // SAFETY: a plain read of a flag the postmaster sets while loading libraries.
     let preloading = unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress };
     guc::define(preloading);
+    // SAFETY: registers a plain function for this backend's transaction ends.
+    unsafe { pgrx::pg_sys::RegisterXactCallback(Some(session::on_xact_end), std::ptr::null_mut()) };
     if preloading {
         shmem::install_hooks();
     }

@@ -9,10 +9,10 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::guc;
-use crate::keys::NameHash;
+use crate::namecache;
 use crate::lockmgr::{self, Key, Mode, Scope};
 use crate::names::{require_lockable, require_non_null};
-use crate::registry::{pair_key, Kind, RegKey, Registry, Remembered};
+use crate::registry::{pair_key, Kind, Label, RegKey, Registry, Remembered};
 use crate::shmem;
 use crate::wait::{self, Event, Wait};
 
@@ -20,18 +20,22 @@ use crate::wait::{self, Event, Wait};
 pub struct Target<'a> {
     pub key: Key,
     reg: RegKey,
-    label: Cow<'a, str>,
+    label: Label<'a>,
+    /// registry slot remembered for this name by this backend, with its generation
+    hint: Option<(i32, u64)>,
 }
 
 impl<'a> Target<'a> {
     /// `lock_named(name)`: the bigint key of the name.
     pub fn named(name: Option<&'a str>) -> Self {
         let n = require_lockable(name, "name");
-        let h = NameHash::of(n.as_bytes());
+        let memo = namecache::lookup(n);
+        let h = memo.hash;
         Target {
             key: Key::Int64(h.key64()),
             reg: RegKey { kind: Kind::Bigint, key: h.key64(), check: h.check64() },
-            label: Cow::Borrowed(n),
+            label: Label::Name(Cow::Borrowed(n)),
+            hint: memo.slot,
         }
     }
 
@@ -39,7 +43,7 @@ impl<'a> Target<'a> {
     pub fn pair(namespace: Option<&'a str>, name: Option<&'a str>) -> Self {
         let ns = require_lockable(namespace, "namespace");
         let n = require_lockable(name, "name");
-        let (hns, hn) = (NameHash::of(ns.as_bytes()), NameHash::of(n.as_bytes()));
+        let (hns, hn) = (namecache::hash(ns), namecache::hash(n));
         Target {
             key: Key::Pair(hns.key32(), hn.key32()),
             reg: RegKey {
@@ -47,7 +51,8 @@ impl<'a> Target<'a> {
                 key: pair_key(hns.key32(), hn.key32()),
                 check: ((hns.check32() as u64) << 32) | hn.check32() as u64,
             },
-            label: Cow::Owned(format!("{ns}:{n}")),
+            label: Label::Pair(Cow::Borrowed(ns), Cow::Borrowed(n)),
+            hint: None,
         }
     }
 
@@ -56,22 +61,32 @@ impl<'a> Target<'a> {
     pub fn pair_id(namespace: Option<&'a str>, id: Option<i32>) -> Self {
         let ns = require_lockable(namespace, "namespace");
         let id = require_non_null(id, "id");
-        let h = NameHash::of(ns.as_bytes());
+        let h = namecache::hash(ns);
         Target {
             key: Key::Pair(h.key32(), id),
             reg: RegKey { kind: Kind::Namespace, key: h.key32() as i64, check: h.check32() as u64 },
-            label: Cow::Borrowed(ns),
+            label: Label::Name(Cow::Borrowed(ns)),
+            hint: None,
         }
     }
 
     fn into_owned(self) -> Target<'static> {
-        Target { key: self.key, reg: self.reg, label: Cow::Owned(self.label.into_owned()) }
+        Target { key: self.key, reg: self.reg, label: self.label.into_owned(), hint: self.hint }
     }
 
     /// Remember the name; the registry slot when it is stored under this name.
     pub fn remember(&self, reg: Option<Registry>) -> Option<i32> {
-        match reg?.remember(self.reg, &self.label) {
-            Remembered::Slot(s) => Some(s),
+        let reg = reg?;
+        match reg.remember(self.reg, &self.label, self.hint) {
+            Remembered::Slot(s) => {
+                if let (Kind::Bigint, Label::Name(n)) = (self.reg.kind, &self.label) {
+                    let generation = reg.generation();
+                    if self.hint != Some((s, generation)) {
+                        namecache::set_slot(n, s, generation);
+                    }
+                }
+                Some(s)
+            }
             Remembered::Collision | Remembered::NotStored => None,
         }
     }
@@ -111,6 +126,9 @@ pub fn timeout(t: Option<Interval>) -> Wait {
 /// Take every target's lock, all or nothing. The names are registered first, so waiters
 /// already show by name while they wait. Returns whether the locks are held now.
 pub fn acquire(targets: &[Target], mode: Mode, scope: Scope, wait: Wait) -> bool {
+    if let [t] = targets {
+        return acquire_one(t, mode, scope, wait);
+    }
     let reg = shmem::get();
     let slots: Vec<Option<i32>> = targets.iter().map(|t| t.remember(reg)).collect();
     let keys: Vec<Key> = targets.iter().map(|t| t.key).collect();
@@ -122,12 +140,25 @@ pub fn acquire(targets: &[Target], mode: Mode, scope: Scope, wait: Wait) -> bool
     ok
 }
 
+/// `acquire` for one target, without the per-call vectors: the hot path.
+fn acquire_one(t: &Target, mode: Mode, scope: Scope, wait: Wait) -> bool {
+    let reg = shmem::get();
+    let slot = t.remember(reg);
+    let mut event = None;
+    let ok = wait::acquire_all(std::slice::from_ref(&t.key), mode, scope, wait, &mut |_, ev| event = Some(ev));
+    if let (Some(reg), Some(ev)) = (reg, event) {
+        record(reg, std::slice::from_ref(t), &[slot], &[(0, ev)], ok);
+    }
+    ok
+}
+
 /// Holder and statistics updates, after the fact: a failed all-or-nothing call counts
 /// only its try failure or timeout, not the holds it undid.
 fn record(reg: Registry, targets: &[Target], slots: &[Option<i32>], events: &[(usize, Event)], ok: bool) {
     let track = guc::TRACK_STATS.get();
-    // SAFETY: plain reads of backend-local state.
-    let (at, pid) = unsafe { (pg_sys::GetCurrentTimestamp(), pg_sys::MyProcPid) };
+    let at = crate::backend::coarse_now();
+    // SAFETY: a plain read of a backend-global.
+    let pid = unsafe { pg_sys::MyProcPid };
     for &(i, ev) in events {
         let Some(slot) = slots[i] else { continue };
         let s = &reg.slot(slot).stats;
@@ -143,13 +174,14 @@ fn record(reg: Registry, targets: &[Target], slots: &[Option<i32>], events: &[(u
             continue;
         }
         match ev {
+            // acquisitions = immediate + waits, summed when read: one atomic less here
             Event::Immediate(_) => {
-                s.acquisitions.fetch_add(1, Relaxed);
                 s.immediate.fetch_add(1, Relaxed);
-                s.last_acquired.store(at, Relaxed);
+                if s.last_acquired.load(Relaxed) != at {
+                    s.last_acquired.store(at, Relaxed);
+                }
             }
             Event::Waited(us) => {
-                s.acquisitions.fetch_add(1, Relaxed);
                 s.waits.fetch_add(1, Relaxed);
                 s.wait_total_us.fetch_add(us.max(0) as u64, Relaxed);
                 s.wait_max_us.fetch_max(us.max(0) as u64, Relaxed);
@@ -168,5 +200,7 @@ fn record(reg: Registry, targets: &[Target], slots: &[Option<i32>], events: &[(u
 /// Release one session hold of each target; the number released (a target not held
 /// gets the lock manager's WARNING and does not count).
 pub fn release(targets: &[Target], mode: Mode) -> i32 {
-    targets.iter().filter(|t| lockmgr::release(t.key, mode)).count() as i32
+    let released = targets.iter().filter(|t| lockmgr::release(t.key, mode)).count();
+    crate::session::note_released(released);
+    released as i32
 }

@@ -20,7 +20,7 @@
 //! - Nothing that takes lock-manager partition locks runs under the registry lock:
 //!   eviction snapshots the lock table (`GetLockStatusData`) before taking it.
 
-use std::cell::{Cell, RefCell};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 
@@ -29,6 +29,8 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
 use crate::lockmgr::Key;
+use crate::backend::{coarse_now, BackendLocal};
+use crate::namecache::FxBuild;
 
 /// Bytes of a name kept in shared memory; longer names are still hashed whole and are
 /// stored cut at a character boundary, marked truncated.
@@ -73,6 +75,7 @@ impl RegKey {
 
 #[repr(C)]
 pub struct Stats {
+    /// reserved: acquisitions are immediate + waits, summed when read
     pub acquisitions: AtomicU64,
     pub immediate: AtomicU64,
     pub waits: AtomicU64,
@@ -145,6 +148,29 @@ pub struct Registry {
     hdr: *mut Header,
 }
 
+/// The name a registry entry shows, rendered only when an entry is created.
+pub enum Label<'a> {
+    Name(Cow<'a, str>),
+    /// shown as "namespace:name"
+    Pair(Cow<'a, str>, Cow<'a, str>),
+}
+
+impl Label<'_> {
+    pub fn render(&self) -> Cow<'_, str> {
+        match self {
+            Label::Name(n) => Cow::Borrowed(n),
+            Label::Pair(ns, n) => Cow::Owned(format!("{ns}:{n}")),
+        }
+    }
+
+    pub fn into_owned(self) -> Label<'static> {
+        match self {
+            Label::Name(n) => Label::Name(Cow::Owned(n.into_owned())),
+            Label::Pair(ns, n) => Label::Pair(Cow::Owned(ns.into_owned()), Cow::Owned(n.into_owned())),
+        }
+    }
+}
+
 /// Result of registering a name.
 pub enum Remembered {
     /// Stored (or already there); the slot for statistics and holder updates.
@@ -155,12 +181,10 @@ pub enum Remembered {
     NotStored,
 }
 
-thread_local! {
-    /// Slots of the names this backend registered, valid for one registry generation.
-    static CACHE: RefCell<(u64, HashMap<RegKey, i32>)> = RefCell::new((0, HashMap::new()));
-    static WARNED_FULL: Cell<bool> = const { Cell::new(false) };
-    static WARNED_COLLISION: RefCell<HashSet<RegKey>> = RefCell::new(HashSet::new());
-}
+/// Slots of the names this backend registered, valid for one registry generation.
+static CACHE: BackendLocal<(u64, Option<HashMap<RegKey, i32, FxBuild>>)> = BackendLocal::new((0, None));
+static WARNED_FULL: BackendLocal<bool> = BackendLocal::new(false);
+static WARNED_COLLISION: BackendLocal<Option<HashSet<RegKey>>> = BackendLocal::new(None);
 
 /// Holds the registry LWLock; releases it on drop unless an ERROR is already unwinding
 /// (then the transaction abort releases all LWLocks, and releasing twice would fail).
@@ -307,10 +331,22 @@ impl Registry {
         }
     }
 
-    /// Remember `label` for `rk`, evicting when full. `label` is the display form.
-    pub fn remember(&self, rk: RegKey, label: &str) -> Remembered {
-        let generation = self.header().generation.load(Relaxed);
-        let cached = CACHE.with_borrow_mut(|(g, map)| {
+    pub fn generation(&self) -> u64 {
+        self.header().generation.load(Relaxed)
+    }
+
+    /// Remember `label` for `rk`, evicting when full. `hint` is a (slot, generation) the
+    /// caller remembered for this name: still valid if no entry was removed since.
+    pub fn remember(&self, rk: RegKey, label: &Label, hint: Option<(i32, u64)>) -> Remembered {
+        let generation = self.generation();
+        if let Some((slot, g)) = hint {
+            if g == generation {
+                self.touch(slot);
+                return Remembered::Slot(slot);
+            }
+        }
+        let cached = CACHE.with(|(g, map)| {
+            let map = map.get_or_insert_with(HashMap::default);
             if *g != generation {
                 *g = generation;
                 map.clear();
@@ -322,6 +358,8 @@ impl Registry {
             return Remembered::Slot(slot);
         }
 
+        let label = label.render();
+        let label: &str = &label;
         let found = {
             let _g = self.lock(false);
             self.find(rk.kind, rk.key).map(|s| (s, self.slot_check(s), self.stored_name(s).0))
@@ -334,7 +372,8 @@ impl Registry {
                 Err(Some(other)) => return self.collision(rk, label, &other),
                 Err(None) => {
                     self.header().not_stored.fetch_add(1, Relaxed);
-                    if !WARNED_FULL.replace(true) {
+                    if !WARNED_FULL.get() {
+                        WARNED_FULL.set(true);
                         ErrorReport::new(
                             PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
                             format!(
@@ -352,9 +391,9 @@ impl Registry {
             },
         };
         self.touch(slot);
-        CACHE.with_borrow_mut(|(g, map)| {
+        CACHE.with(|(g, map)| {
             if *g == generation {
-                map.insert(rk, slot);
+                map.get_or_insert_with(HashMap::default).insert(rk, slot);
             }
         });
         Remembered::Slot(slot)
@@ -367,7 +406,7 @@ impl Registry {
 
     fn collision(&self, rk: RegKey, label: &str, other: &str) -> Remembered {
         self.header().collisions.fetch_add(1, Relaxed);
-        let first = WARNED_COLLISION.with_borrow_mut(|s| s.insert(rk));
+        let first = WARNED_COLLISION.with(|s| s.get_or_insert_with(HashSet::new).insert(rk));
         if first {
             ErrorReport::new(
                 PgSqlErrorCode::ERRCODE_WARNING,
@@ -387,17 +426,27 @@ impl Registry {
     /// Mark a use: the LRU position and the role that last used the name (for privacy).
     fn touch(&self, slot: i32) {
         let e = self.slot(slot);
-        // SAFETY: plain reads of backend-local state.
-        let (now, role) = unsafe { (pg_sys::GetCurrentStatementStartTimestamp(), pg_sys::GetUserId()) };
-        e.last_used.store(now, Relaxed);
-        e.role.store(role.to_u32(), Relaxed);
+        let now = coarse_now();
+        let role = crate::backend::current_user_id();
+        // Store only on change: a hot name touched by many backends would otherwise
+        // bounce its cache line on every call.
+        if e.last_used.load(Relaxed) != now {
+            e.last_used.store(now, Relaxed);
+        }
+        if e.role.load(Relaxed) != role {
+            e.role.store(role, Relaxed);
+        }
     }
 
     /// Record that `pid` has just been granted the lock named by `slot`.
     pub fn note_granted(&self, slot: i32, pid: i32, at: i64) {
         let e = self.slot(slot);
-        e.held_by.store(pid, Relaxed);
-        e.held_since.store(at, Relaxed);
+        if e.held_by.load(Relaxed) != pid {
+            e.held_by.store(pid, Relaxed);
+        }
+        if e.held_since.load(Relaxed) != at {
+            e.held_since.store(at, Relaxed);
+        }
     }
 
     /// Insert a new entry. Err(Some(name)) if another name took the key meanwhile,

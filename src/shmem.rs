@@ -9,12 +9,12 @@
 //! - Not preloaded, PostgreSQL 15/16: there is no registry. Locking works; names are not
 //!   remembered, and a NOTICE (once per session) says why.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering::Relaxed};
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::backend::BackendLocal;
 use crate::guc;
 use crate::registry::{self, Registry};
 
@@ -27,10 +27,8 @@ static PRELOADED: AtomicBool = AtomicBool::new(false);
 static mut PREV_SHMEM_REQUEST: pg_sys::shmem_request_hook_type = None;
 static mut PREV_SHMEM_STARTUP: pg_sys::shmem_startup_hook_type = None;
 
-thread_local! {
-    static TRANCHE_REGISTERED: Cell<bool> = const { Cell::new(false) };
-    static NOTICED: Cell<bool> = const { Cell::new(false) };
-}
+static TRANCHE_REGISTERED: BackendLocal<bool> = BackendLocal::new(false);
+static NOTICED: BackendLocal<bool> = BackendLocal::new(false);
 
 fn capacity() -> usize {
     guc::max_names()
@@ -125,7 +123,8 @@ pub fn get() -> Option<Registry> {
         REGISTRY.store(mem, Relaxed);
     }
     if mem.is_null() {
-        if !NOTICED.replace(true) {
+        if !NOTICED.get() {
+            NOTICED.set(true);
             pgrx::pg_sys::panic::ErrorReport::new(
                 PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
                 "pg_named_locks: lock names are not remembered: the library is not preloaded",
@@ -139,7 +138,8 @@ pub fn get() -> Option<Registry> {
     }
     // SAFETY: mem was laid out by Registry::init and stays mapped for this backend.
     let reg = unsafe { Registry::attach(mem) };
-    if !TRANCHE_REGISTERED.replace(true) {
+    if !TRANCHE_REGISTERED.get() {
+        TRANCHE_REGISTERED.set(true);
         // SAFETY: names the tranche for wait-event reporting in this backend.
         unsafe { pg_sys::LWLockRegisterTranche(reg.tranche_id(), TRANCHE_NAME.as_ptr()) };
     }

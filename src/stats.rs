@@ -36,7 +36,8 @@ fn named_lock_stats_fn() -> TableIterator<
         .snapshot()
         .into_iter()
         .map(|e| {
-            let [acq, imm, waits, total, max, tryf, tmo] = e.stats;
+            let [_, imm, waits, total, max, tryf, tmo] = e.stats;
+            let acq = imm + waits;
             let kind = match e.kind {
                 Kind::Bigint => "bigint",
                 Kind::Pair => "pair",

@@ -85,14 +85,21 @@ pub fn acquire_all(keys: &[Key], mode: Mode, scope: Scope, wait: Wait, on: &mut 
             undo(&holds, mode, scope);
             e.report(PgLogLevel::ERROR);
         }
+        // One key: nothing to undo if it is granted, so no bookkeeping (the hot path).
+        let single = keys.len() == 1;
         match lockmgr::acquire(key, mode, scope, false) {
             Acquired::Granted => {
-                session::note_granted();
-                holds.push(Hold { key, in_subxact: false });
+                session::note_acquired(scope);
+                if !single {
+                    holds.push(Hold { key, in_subxact: false });
+                }
                 on(i, Event::Immediate(true));
             }
             Acquired::AlreadyHeld => {
-                holds.push(Hold { key, in_subxact: false });
+                session::note_acquired(scope);
+                if !single {
+                    holds.push(Hold { key, in_subxact: false });
+                }
                 on(i, Event::Immediate(false));
             }
             Acquired::NotAvailable => {
@@ -172,9 +179,8 @@ fn wait_in_subxact(
             }
             let t0 = now();
             let res = lockmgr::acquire(key, mode, scope, true);
-            if res == Acquired::Granted {
-                session::note_granted();
-            }
+            let _ = res;
+            session::note_acquired(scope);
             holds.push(Hold { key, in_subxact: true });
             on(next, Event::Waited(now() - t0));
             next += 1;
@@ -220,7 +226,7 @@ fn wait_in_subxact(
             let key = keys[next];
             let granted_at_edge = scope == Scope::Session && lockmgr::held_by_me(key, mode);
             if granted_at_edge {
-                session::note_granted();
+                session::note_acquired(scope);
                 holds.push(Hold { key, in_subxact: true });
             }
             if deadline.is_some() && code == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE {
