@@ -15,6 +15,9 @@ PG15_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 PG_VERSIONS=${PG_VERSIONS:-"18 15"}
 
 export PATH=$HOME/.cargo/bin:$PATH
+# pgrx appends a Rust backtrace to the DETAIL of errors it re-raises when this is set
+# in the server's environment; expected outputs must not depend on the caller's shell.
+unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 
 # PostgreSQL refuses to run as root, so as root every server runs as `postgres`.
 if [ "$(id -u)" = 0 ]; then RUNAS=postgres; else RUNAS=$(id -un); fi

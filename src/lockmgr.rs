@@ -13,7 +13,7 @@ use pgrx::pg_sys;
 
 /// Which advisory key space a lock lives in. The numbering of `locktag_field4` (1 for
 /// the bigint space, 2 for the two-int4 space) is the built-ins' and keeps the spaces apart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Key {
     Int64(i64),
     Pair(i32, i32),
@@ -122,26 +122,4 @@ pub fn held_by_me(key: Key, mode: Mode) -> bool {
             pg_sys::LockHeldByMe(&tag, mode.lockmode(), false)
         }
     }
-}
-
-/// Distinct advisory lock tags this backend holds now (any mode, any level). Reads a
-/// snapshot of the whole lock table (every partition, shared): call it rarely.
-pub fn advisory_locks_held() -> usize {
-    let mut tags = std::collections::HashSet::new();
-    // SAFETY: GetLockStatusData returns a palloc'd snapshot; we read its `nelements`
-    // entries. MyProcPid is this backend's pid.
-    unsafe {
-        let data = pg_sys::GetLockStatusData();
-        let locks = std::slice::from_raw_parts((*data).locks, (*data).nelements as usize);
-        for l in locks {
-            let t = &l.locktag;
-            if l.pid == pg_sys::MyProcPid
-                && l.holdMask != 0
-                && t.locktag_type as u32 == pg_sys::LockTagType::LOCKTAG_ADVISORY
-            {
-                tags.insert((t.locktag_field1, t.locktag_field2, t.locktag_field3, t.locktag_field4));
-            }
-        }
-    }
-    tags.len()
 }

@@ -200,7 +200,12 @@ fn record(reg: Registry, targets: &[Target], slots: &[Option<i32>], events: &[(u
 /// Release one session hold of each target; the number released (a target not held
 /// gets the lock manager's WARNING and does not count).
 pub fn release(targets: &[Target], mode: Mode) -> i32 {
-    let released = targets.iter().filter(|t| lockmgr::release(t.key, mode)).count();
-    crate::session::note_released(released);
-    released as i32
+    let mut released = 0;
+    for t in targets {
+        if lockmgr::release(t.key, mode) {
+            crate::session::note_released(t.key, mode, Scope::Session);
+            released += 1;
+        }
+    }
+    released
 }

@@ -1,11 +1,15 @@
-//! The per-session cap: `pg_named_locks.max_locks_per_session`.
+//! The per-session cap: `pg_named_locks.max_locks_per_session` distinct named locks.
 //!
 //! Checked before a named lock call requests a lock, so one runaway session fails with
 //! 53400 instead of exhausting the shared lock table (53200) for everybody. The named
-//! lock functions count the holds they take and release (transaction holds until the
-//! transaction ends); this count bounds what they hold. Only when it reaches the cap is
-//! the exact number of distinct advisory locks this session holds (of any origin) taken
-//! from a lock-table snapshot, and a refusal is always based on that exact number.
+//! lock functions keep a backend-local count of the holds they take and give back, per
+//! key, mode and level (transaction holds are dropped when the transaction ends), so the
+//! number of distinct keys is known without touching shared memory. Holds that vanish
+//! behind our back (pg_advisory_unlock_all(), a rolled-back subtransaction) can only
+//! make that number too high; before refusing, the entries are checked against the
+//! backend's own lock table and stale ones dropped, so a refusal is always exact.
+
+use std::collections::HashMap;
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
@@ -14,19 +18,44 @@ use pgrx::prelude::*;
 use crate::backend::BackendLocal;
 use crate::guc;
 use crate::lockmgr::{self, Key, Mode, Scope};
+use crate::namecache::FxBuild;
 
-/// (session holds, transaction holds) taken through the named lock functions.
-static HOLDS: BackendLocal<(usize, usize)> = BackendLocal::new((0, 0));
+/// Holds per key: [session exclusive, session shared, xact exclusive, xact shared].
+type Holds = HashMap<Key, [u32; 4], FxBuild>;
 
-pub fn note_acquired(scope: Scope) {
-    HOLDS.with(|(s, x)| match scope {
-        Scope::Session => *s += 1,
-        Scope::Xact => *x += 1,
-    });
+static HOLDS: BackendLocal<Option<Holds>> = BackendLocal::new(None);
+/// Whether any transaction hold is recorded (so commits of sessions without any skip
+/// the scan).
+static XACT_HOLDS: BackendLocal<bool> = BackendLocal::new(false);
+
+fn idx(mode: Mode, scope: Scope) -> usize {
+    match (scope, mode) {
+        (Scope::Session, Mode::Exclusive) => 0,
+        (Scope::Session, Mode::Shared) => 1,
+        (Scope::Xact, Mode::Exclusive) => 2,
+        (Scope::Xact, Mode::Shared) => 3,
+    }
 }
 
-pub fn note_released(n: usize) {
-    HOLDS.with(|(s, _)| *s = s.saturating_sub(n));
+pub fn note_acquired(key: Key, mode: Mode, scope: Scope) {
+    if scope == Scope::Xact {
+        XACT_HOLDS.set(true);
+    }
+    HOLDS.with(|h| h.get_or_insert_with(Holds::default).entry(key).or_default()[idx(mode, scope)] += 1);
+}
+
+/// One hold given back (unlock, or the undo of a failed all-or-nothing call).
+pub fn note_released(key: Key, mode: Mode, scope: Scope) {
+    HOLDS.with(|h| {
+        let Some(h) = h.as_mut() else { return };
+        if let Some(c) = h.get_mut(&key) {
+            let i = idx(mode, scope);
+            c[i] = c[i].saturating_sub(1);
+            if c.iter().all(|&n| n == 0) {
+                h.remove(&key);
+            }
+        }
+    });
 }
 
 /// Transaction holds end with the transaction (registered in _PG_init).
@@ -34,38 +63,48 @@ pub fn note_released(n: usize) {
 pub unsafe extern "C-unwind" fn on_xact_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     if matches!(
         event,
-        pg_sys::XactEvent::XACT_EVENT_COMMIT
-            | pg_sys::XactEvent::XACT_EVENT_ABORT
-            | pg_sys::XactEvent::XACT_EVENT_PREPARE
-    ) {
-        HOLDS.with(|(_, x)| *x = 0);
+        pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PREPARE
+    ) && XACT_HOLDS.get()
+    {
+        XACT_HOLDS.set(false);
+        HOLDS.with(|h| {
+            if let Some(h) = h.as_mut() {
+                h.retain(|_, c| {
+                    c[2] = 0;
+                    c[3] = 0;
+                    c[0] + c[1] > 0
+                });
+            }
+        });
     }
 }
 
 /// Ok when taking `key` keeps this session within the cap.
-pub fn check_cap(key: Key, mode: Mode) -> Result<(), ErrorReport> {
+pub fn check_cap(key: Key) -> Result<(), ErrorReport> {
     let cap = guc::MAX_LOCKS_PER_SESSION.get();
-    let (s, x) = HOLDS.get();
-    if cap <= 0 || s + x < cap as usize {
+    if cap <= 0 {
         return Ok(());
     }
-    let held = lockmgr::advisory_locks_held();
-    HOLDS.set((held, 0));
-    if held < cap as usize || lockmgr::held_by_me(key, mode) || lockmgr::held_by_me(key, other(mode)) {
+    let cap = cap as usize;
+    let over = |h: &Option<Holds>| h.as_ref().is_some_and(|h| h.len() >= cap && !h.contains_key(&key));
+    if !HOLDS.with(|h| over(h)) {
+        return Ok(());
+    }
+    // Drop entries the lock table no longer backs, then decide on the exact number.
+    let keys: Vec<Key> = HOLDS.with(|h| h.as_ref().map(|h| h.keys().copied().collect()).unwrap_or_default());
+    for k in keys {
+        if !lockmgr::held_by_me(k, Mode::Exclusive) && !lockmgr::held_by_me(k, Mode::Shared) {
+            HOLDS.with(|h| h.as_mut().map(|h| h.remove(&k)));
+        }
+    }
+    if !HOLDS.with(|h| over(h)) {
         return Ok(());
     }
     Err(ErrorReport::new(
         PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
-        format!("this session already holds {held} advisory locks, the most pg_named_locks.max_locks_per_session allows"),
+        format!("this session already holds {cap} named locks, the most pg_named_locks.max_locks_per_session allows"),
         "pg_named_locks",
     )
     .set_detail("The lock was not requested, so the shared lock table was not touched.")
     .set_hint("Release locks you no longer need (unlock_named, or end the transaction for xact_ locks), or ask a superuser to raise pg_named_locks.max_locks_per_session (0 = no cap)."))
-}
-
-fn other(mode: Mode) -> Mode {
-    match mode {
-        Mode::Exclusive => Mode::Shared,
-        Mode::Shared => Mode::Exclusive,
-    }
 }

@@ -61,17 +61,14 @@ struct Hold {
     in_subxact: bool,
 }
 
+/// Give back every hold this call took. Transaction holds taken inside the (already
+/// rolled back) subtransaction are gone already; only the bookkeeping remains.
 fn undo(holds: &[Hold], mode: Mode, scope: Scope) {
     for h in holds.iter().rev() {
-        match scope {
-            Scope::Session => {
-                lockmgr::release_quiet(h.key, mode, Scope::Session);
-            }
-            Scope::Xact if !h.in_subxact => {
-                lockmgr::release_quiet(h.key, mode, Scope::Xact);
-            }
-            Scope::Xact => {}
+        if scope == Scope::Session || !h.in_subxact {
+            lockmgr::release_quiet(h.key, mode, scope);
         }
+        session::note_released(h.key, mode, scope);
     }
 }
 
@@ -81,7 +78,7 @@ pub fn acquire_all(keys: &[Key], mode: Mode, scope: Scope, wait: Wait, on: &mut 
     let mut holds: Vec<Hold> = Vec::new();
     let mut blocked = None;
     for (i, &key) in keys.iter().enumerate() {
-        if let Err(e) = session::check_cap(key, mode) {
+        if let Err(e) = session::check_cap(key) {
             undo(&holds, mode, scope);
             e.report(PgLogLevel::ERROR);
         }
@@ -89,14 +86,14 @@ pub fn acquire_all(keys: &[Key], mode: Mode, scope: Scope, wait: Wait, on: &mut 
         let single = keys.len() == 1;
         match lockmgr::acquire(key, mode, scope, false) {
             Acquired::Granted => {
-                session::note_acquired(scope);
+                session::note_acquired(key, mode, scope);
                 if !single {
                     holds.push(Hold { key, in_subxact: false });
                 }
                 on(i, Event::Immediate(true));
             }
             Acquired::AlreadyHeld => {
-                session::note_acquired(scope);
+                session::note_acquired(key, mode, scope);
                 if !single {
                     holds.push(Hold { key, in_subxact: false });
                 }
@@ -129,6 +126,7 @@ pub fn acquire_all(keys: &[Key], mode: Mode, scope: Scope, wait: Wait, on: &mut 
             for (i, &key) in keys.iter().enumerate().skip(first) {
                 let t0 = now();
                 lockmgr::acquire(key, mode, scope, true);
+                session::note_acquired(key, mode, scope);
                 on(i, Event::Waited(now() - t0));
             }
             true
@@ -166,23 +164,31 @@ fn wait_in_subxact(
     let result: Result<(), CaughtError> = PgTryBuilder::new(AssertUnwindSafe(|| {
         while next < keys.len() {
             let key = keys[next];
-            if let Err(e) = session::check_cap(key, mode) {
+            if let Err(e) = session::check_cap(key) {
                 e.report(PgLogLevel::ERROR);
             }
-            if let Some(d) = deadline {
-                let left_ms = (d - now() + 999) / 1000;
-                if left_ms <= 0 {
-                    timed_out_at = Some(next);
-                    return Ok(());
+            // Keys after the one we had to wait for may well be free: only a real wait
+            // counts as one.
+            let event = match lockmgr::acquire(key, mode, scope, false) {
+                Acquired::Granted => Event::Immediate(true),
+                Acquired::AlreadyHeld => Event::Immediate(false),
+                Acquired::NotAvailable => {
+                    if let Some(d) = deadline {
+                        let left_ms = (d - now() + 999) / 1000;
+                        if left_ms <= 0 {
+                            timed_out_at = Some(next);
+                            return Ok(());
+                        }
+                        set_lock_timeout(left_ms.min(i32::MAX as i64));
+                    }
+                    let t0 = now();
+                    lockmgr::acquire(key, mode, scope, true);
+                    Event::Waited(now() - t0)
                 }
-                set_lock_timeout(left_ms.min(i32::MAX as i64));
-            }
-            let t0 = now();
-            let res = lockmgr::acquire(key, mode, scope, true);
-            let _ = res;
-            session::note_acquired(scope);
+            };
+            session::note_acquired(key, mode, scope);
             holds.push(Hold { key, in_subxact: true });
-            on(next, Event::Waited(now() - t0));
+            on(next, event);
             next += 1;
         }
         Ok(())
@@ -226,7 +232,7 @@ fn wait_in_subxact(
             let key = keys[next];
             let granted_at_edge = scope == Scope::Session && lockmgr::held_by_me(key, mode);
             if granted_at_edge {
-                session::note_acquired(scope);
+                session::note_acquired(key, mode, scope);
                 holds.push(Hold { key, in_subxact: true });
             }
             if deadline.is_some() && code == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE {

@@ -1,6 +1,6 @@
 --
 -- The per-session cap pg_named_locks.max_locks_per_session (README "Per-session cap"):
--- the distinct advisory locks one session may hold, default 1024, 0 = no cap, settable
+-- the distinct named locks one session may hold, default 1024, 0 = no cap, settable
 -- by superusers only. Past it a named lock call fails with 53400 and a HINT before it
 -- requests the lock; re-locking a lock already held is allowed at the cap; transaction
 -- locks count until their transaction ends.
@@ -57,7 +57,8 @@ ORDER BY o;
 -- (register_lock_name takes no lock: not capped)
 
 -- Re-locking what is held is allowed at the cap, in either mode, and so is an empty
--- _many call.
+-- _many call. ('cap-1' ends up with five exclusive holds and one shared hold, 'cap-2'
+-- and ('cap-ns', 3) with two holds each: still 3 distinct locks.)
 SELECT lock_named('cap-1'), try_lock_named('cap-1'), lock_named('cap-1', '1s'),
        lock_named_shared('cap-1'), lock_named('cap-2'), lock_pair('cap-ns', 3),
        lock_many(ARRAY['cap-1', 'cap-2']), try_lock_many('{}');
@@ -66,20 +67,22 @@ SELECT xact_lock_named('cap-1'), xact_lock_pair_shared('cap-ns', 3), xact_lock_m
 COMMIT;
 SELECT * FROM my_lock_count;
 SELECT count(*) AS pg_locks_rows FROM my_locks;
+
+-- Releasing holds makes room only when a lock is released completely: after these
+-- unlocks 'cap-2' (exclusive) and ('cap-ns', 3) are still held.
 SELECT unlock_named('cap-1'), unlock_named('cap-1'), unlock_named('cap-1'), unlock_named('cap-1'),
        unlock_named('cap-1'), unlock_named_shared('cap-1'), unlock_named('cap-2'),
        unlock_pair('cap-ns', 3), unlock_named('cap-1');
 SELECT * FROM my_lock_count;
-
--- After releasing one, a new lock fits again.
 SELECT unlock_named_shared('cap-2');
 SELECT * FROM my_lock_count;
+-- room for exactly one more
 SELECT lock_named('cap-4');
 SELECT lock_named('cap-5');
 SELECT * FROM my_lock_count;
 
--- The message, with its DETAIL and HINT; SQLSTATE 53400 (configuration_limit_exceeded).
-\set VERBOSITY verbose
+-- SQLSTATE 53400 (configuration_limit_exceeded), with the message and HINT.
+\set VERBOSITY sqlstate
 SELECT lock_named('cap-5');
 \set VERBOSITY default
 DO $$
@@ -92,6 +95,7 @@ EXCEPTION WHEN configuration_limit_exceeded THEN
     RAISE NOTICE 'caught % (configuration_limit_exceeded): % / %', state, msg, hint;
 END
 $$;
+SELECT * FROM my_lock_count;
 
 -- lock_many beyond the cap leaves nothing new held, and a name held before keeps its
 -- hold count: 'cap-1' (held) and three new names, with room for one.
@@ -189,3 +193,28 @@ SELECT xact_lock_many(array_agg('cap-many-' || g)) FROM generate_series(1, 1024)
 SELECT try_xact_lock_named('cap-many-1025');
 ROLLBACK;
 SELECT * FROM my_lock_count;
+
+--
+-- The cap counts distinct advisory locks of any origin, whatever happened earlier in the
+-- session. Each case starts in a fresh session (\c).
+--
+-- Many holds of one lock, released by unlock_named, do not make room beyond the cap.
+\c
+SET pg_named_locks.max_locks_per_session = 3;
+SELECT lock_named('cap-r-a'), lock_named('cap-r-a'), lock_named('cap-r-a');
+SELECT lock_named('cap-r-b'), lock_named('cap-r-c');
+SELECT unlock_named('cap-r-a'), unlock_named('cap-r-a'), unlock_named('cap-r-a');
+SELECT lock_named('cap-r-d');
+SELECT lock_named('cap-r-e');
+SELECT count(*) AS locks_held FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+SELECT pg_advisory_unlock_all();
+-- Locks taken with the built-in functions do not count: the cap is on named locks.
+\c
+SET pg_named_locks.max_locks_per_session = 3;
+SELECT pg_advisory_lock(1), pg_advisory_lock(2), pg_advisory_lock(3, 4);
+SELECT lock_named('cap-after-builtins');
+SELECT try_lock_many(ARRAY['cap-after-builtins']);
+SELECT pg_advisory_unlock(1);
+SELECT lock_named('cap-after-builtins');
+SELECT count(*) AS locks_held FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+SELECT pg_advisory_unlock_all();

@@ -46,8 +46,9 @@ FROM pg_proc
 WHERE proname ~ '^pg_(try_)?advisory_(xact_)?(un)?lock'
   AND pronamespace = 'pg_catalog'::regnamespace;
 
--- Every lock function has a matching built-in with the same result type: lock_* ->
--- pg_advisory_*, try_* -> pg_try_advisory_*, unlock_* -> pg_advisory_unlock_*.
+-- Every lock function without a timeout has a matching built-in with the same result
+-- type: lock_* -> pg_advisory_*, try_* -> pg_try_advisory_*, unlock_* ->
+-- pg_advisory_unlock_*. The timeout overloads (boolean results) have none: blank rows.
 SELECT f.proname, f.args, b.oid::regprocedure AS builtin
 FROM ext_functions f
 LEFT JOIN pg_proc b

@@ -4,7 +4,9 @@ SELECT storage, capacity, names FROM named_lock_registry_info();
 
 -- Fill the registry with names nobody holds.
 SELECT count(register_lock_name('free-' || i)) FROM generate_series(1, 16) i;
--- Use free-1 again, so it is no longer the least recently used.
+-- Use free-1 again, so it is no longer the least recently used (use times come from a
+-- coarse clock with a few milliseconds of resolution: let one tick pass).
+SELECT pg_sleep(0.05);
 SELECT register_lock_name('free-1') = named_lock_key('free-1') AS used_again;
 SELECT names, evictions, not_stored FROM named_lock_registry_info();
 
