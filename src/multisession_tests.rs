@@ -339,5 +339,17 @@ fn names_of_other_roles_locks_are_private() {
         .unwrap()
         .get(0);
     assert_eq!(leaked, 0);
+    // nor through the statistics view
+    let leaked: i64 = other
+        .query_one("SELECT count(*) FROM named_lock_stats WHERE lock_name = 'ms-secret-plan'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(leaked, 0);
+    other.batch_execute("SET ROLE pnl_stats").unwrap();
+    let seen: i64 = other
+        .query_one("SELECT count(*) FROM named_lock_stats WHERE lock_name = 'ms-secret-plan'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(seen, 1);
     assert!(boolean(&mut alice, "SELECT unlock_named('ms-secret-plan')"));
 }
