@@ -23,7 +23,7 @@ usage: bench/run.sh [options]
   --never-seen N      new names per never-seen statement (default 1000000)
   --holders N         sessions holding locks for the monitoring queries (default 10)
   --locks-per-holder N  locks each of them holds (default 1000)
-  --port P            server port on 127.0.0.1 (default 57018)
+  --port P            server port on 127.0.0.1 (default 57018, --smoke 57019)
   --out DIR           results directory (default bench/results, bench/results/smoke
                       for --smoke)
   --pin CPUS          run the server and every client on these CPUs only (taskset
@@ -32,7 +32,7 @@ usage: bench/run.sh [options]
 USAGE
 }
 
-SMOKE=0 PROFILE="" PORT=57018 OUT="" CHECK=0
+SMOKE=0 PROFILE="" PORT="" OUT="" CHECK=0
 PY_ARGS=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -52,11 +52,15 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$PROFILE" ] || { [ $SMOKE = 1 ] && PROFILE=debug || PROFILE=release; }
 [ -n "$OUT" ] || { [ $SMOKE = 1 ] && OUT=$ROOT/bench/results/smoke || OUT=$ROOT/bench/results; }
+[ -n "$PORT" ] || { [ $SMOKE = 1 ] && PORT=57019 || PORT=57018; }
 [ $SMOKE = 1 ] && PY_ARGS+=(--smoke)
 [ $CHECK = 1 ] && PY_ARGS+=(--check-targets)
 
-DIR=$RUN/bench-server     # data/, sock/, server.log (wiped at every start)
-WORK=$RUN/bench-work      # logs and generated pgbench scripts of the last run
+# Smoke and full runs keep separate servers and logs (and ports, so a CI smoke run in
+# another checkout does not collide with a full run here).
+SUFFIX=$([ $SMOKE = 1 ] && echo -smoke || true)
+DIR=$RUN/bench$SUFFIX-server     # data/, sock/, server.log (wiped at every start)
+WORK=$RUN/bench$SUFFIX-work      # logs and generated pgbench scripts of the last run
 BINDIR=$PG18_HOME/bin
 
 # Prerequisites come from scripts/setup.sh; say so instead of failing obscurely.
@@ -67,20 +71,30 @@ cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION" \
     || { echo "cargo-pgrx $PGRX_VERSION not found: run ./scripts/setup.sh first" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
 
+# One run at a time per checkout: a second run would restart the first one's server and
+# reinstall the library under it.
+mkdir -p "$RUN"
+exec 9>"$RUN/bench.lock"
+if ! flock -n 9; then
+    echo "another bench/run.sh is running in this checkout (pid $(cat "$RUN/bench.lock.pid" 2>/dev/null || echo '?')); try again when it ends" >&2
+    exit 1
+fi
+echo $$ >"$RUN/bench.lock.pid"
+
 START=$(date +%s)
 rm -rf "$WORK"; mkdir -p "$WORK" "$OUT"
 
 log "building and installing pg_named_locks ($PROFILE) into PostgreSQL 18 (log: $WORK/install.log)"
 build=(cargo pgrx install --pg-config "$PG18_CONFIG")
 [ "$PROFILE" = release ] && build+=(--release)
-( cd "$ROOT" && timeout --foreground 2400 "${build[@]}" ) >"$WORK/install.log" 2>&1 \
+( cd "$ROOT" && timeout --foreground 2400 "${build[@]}" ) >"$WORK/install.log" 2>&1 9>&- \
     || { tail -n 40 "$WORK/install.log"; echo "build failed (full log: $WORK/install.log)" >&2; exit 1; }
 BUILD_SECONDS=$(( $(date +%s) - START ))
 
 cleanup() { server_stop "$DIR"; }
 trap cleanup EXIT
 trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'echo "bench/run.sh: terminated (SIGTERM)" >&2; exit 143' TERM
 
 log "starting PostgreSQL 18 on 127.0.0.1:$PORT (data in $DIR)"
 CONF=(
@@ -92,7 +106,7 @@ CONF=(
     "max_connections = 100"
     "jit = off"
 )
-server_start 18 "$DIR" "$PORT" "${CONF[@]}"
+server_start 18 "$DIR" "$PORT" "${CONF[@]}" 9>&-   # the server must not inherit the lock
 
 CONF_JSON=$(printf '%s\n' "${CONF[@]}")
 rc=0

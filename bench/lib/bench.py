@@ -533,6 +533,7 @@ def main():
     os.makedirs(os.path.join(args.work, "pgbench"), exist_ok=True)
 
     def on_signal(signum, _frame):
+        log(f"received signal {signum}: stopping")
         srv.release_holders()
         raise SystemExit(128 + signum)
     signal.signal(signal.SIGTERM, on_signal)

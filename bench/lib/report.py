@@ -334,7 +334,9 @@ def svg_chart(d):
     st, b = d["settings"], d["build"]
     title = (f"pg_named_locks: throughput against clients (pgbench -M prepared), PostgreSQL "
              f"{st['server_version']}, {b['profile']} build")
+    pin = d["params"].get("pin")
     sub = (f"{d['machine']['nproc']} CPUs, {d['machine']['cpu_model']}, {d['started'][:10]}"
+           + (f"; server and clients pinned to CPU {','.join(map(str, pin))}" if pin else "")
            + ("  —  SMOKE RUN, numbers meaningless" if d["smoke"] else ""))
     out.append(f'<text x="{W / 2}" y="26" text-anchor="middle" font-size="16" font-weight="bold">{escape(title)}</text>')
     out.append(f'<text x="{W / 2}" y="46" text-anchor="middle" fill="#555">{escape(sub)}</text>')
