@@ -93,9 +93,7 @@ pub fn acquire(key: Key, mode: Mode, scope: Scope, wait: bool) -> Acquired {
 /// Release one hold of a session lock. Returns false (and the lock manager emits its
 /// WARNING "you don't own a lock of type …") when this session does not hold it.
 pub fn release(key: Key, mode: Mode) -> bool {
-    let tag = key.locktag();
-    // SAFETY: as in `acquire`; LockRelease only reads the tag.
-    unsafe { pg_sys::LockRelease(&tag, mode.lockmode(), true) }
+    release_quiet(key, mode, Scope::Session)
 }
 
 /// Release one hold taken by this backend at `scope` (the undo of a successful

@@ -112,12 +112,13 @@ fn named_lock_registry() -> TableIterator<
         .map(|e| {
             let hi = pg_sys::Oid::from(((e.key as u64) >> 32) as u32);
             let lo = pg_sys::Oid::from(e.key as u64 as u32);
-            let (kind, classid, objid, objsubid) = match e.kind {
-                Kind::Bigint => ("bigint", hi, Some(lo), 1i16),
-                Kind::Pair => ("pair", hi, Some(lo), 2),
+            let (classid, objid, objsubid) = match e.kind {
+                Kind::Bigint => (hi, Some(lo), 1i16),
+                Kind::Pair => (hi, Some(lo), 2),
                 // the namespace's 32-bit key is the pair's first half
-                Kind::Namespace => ("namespace", lo, None, 2),
+                Kind::Namespace => (lo, None, 2),
             };
+            let kind = e.kind.as_str();
             let held = (e.held_by != 0).then_some(e.held_by);
             let since = held.and_then(|_| TimestampWithTimeZone::try_from(e.held_since).ok());
             (kind, classid, objid, objsubid, vis.name(e.role, e.name), e.truncated, held, since)

@@ -63,12 +63,23 @@ pub fn pair_key(k1: i32, k2: i32) -> i64 {
     ((k1 as i64) << 32) | (k2 as u32 as i64)
 }
 
+impl Kind {
+    /// The name monitoring shows for this kind of entry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Bigint => "bigint",
+            Kind::Pair => "pair",
+            Kind::Namespace => "namespace",
+        }
+    }
+}
+
 impl RegKey {
     /// The registry entries that may name a lock with this lock-manager key, best first.
-    fn candidates(lock: Key) -> [(Kind, i64); 2] {
+    fn candidates(lock: Key) -> Vec<(Kind, i64)> {
         match lock {
-            Key::Int64(k) => [(Kind::Bigint, k), (Kind::Bigint, k)],
-            Key::Pair(k1, k2) => [(Kind::Pair, pair_key(k1, k2)), (Kind::Namespace, k1 as i64)],
+            Key::Int64(k) => vec![(Kind::Bigint, k)],
+            Key::Pair(k1, k2) => vec![(Kind::Pair, pair_key(k1, k2)), (Kind::Namespace, k1 as i64)],
         }
     }
 }

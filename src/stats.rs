@@ -6,7 +6,6 @@
 use pgrx::prelude::*;
 
 use crate::monitor::Visibility;
-use crate::registry::Kind;
 use crate::shmem;
 
 fn ts(t: i64) -> Option<TimestampWithTimeZone> {
@@ -38,11 +37,7 @@ fn named_lock_stats_fn() -> TableIterator<
         .map(|e| {
             let [_, imm, waits, total, max, tryf, tmo] = e.stats;
             let acq = imm + waits;
-            let kind = match e.kind {
-                Kind::Bigint => "bigint",
-                Kind::Pair => "pair",
-                Kind::Namespace => "namespace",
-            };
+            let kind = e.kind.as_str();
             (
                 vis.name(e.role, e.name),
                 kind,
