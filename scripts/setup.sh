@@ -3,7 +3,7 @@
 # Idempotent: every step checks first and is skipped when already done.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-APT_PACKAGES=(libclang-dev clang postgresql-15 postgresql-server-dev-15 sudo pkg-config libssl-dev python3-pip)
+APT_PACKAGES=(libclang-dev clang postgresql-15 postgresql-server-dev-15 sudo pkg-config libssl-dev python3-pip python3-venv pgbouncer)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -42,5 +42,17 @@ if [ "$(id -u)" = 0 ]; then
         fi
         d=$(dirname "$d")
     done
+fi
+# One virtual environment for every Python part (pytest suites, examples), from the
+# requirements files in the tree; reinstalled only when one of them changes.
+reqs=$(ls "$ROOT"/pg_test/python/requirements.txt "$ROOT"/examples/*/requirements.txt 2>/dev/null || true)
+if [ -n "$reqs" ]; then
+    stamp=$(cat $reqs | sha256sum | cut -c1-16)
+    if [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$stamp" ]; then
+        log "Python packages into $VENV"
+        [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check $(printf -- '-r %s ' $reqs)
+        echo "$stamp" >"$VENV/.stamp"
+    fi
 fi
 mkdir -p "$RUN"

@@ -15,7 +15,7 @@ V=$1
 PGC=$(pg_config_for "$V")
 DIR=$RUN/sql-pg$V          # outputs; the servers live in $DIR/server and $DIR/standby
 SRV=$DIR/server
-PORT=$((54000 + V))
+PORT=$((${SQL_PORT_BASE:-54000} + V))
 PGXS_DIR=$(pg_pgxs_dir "$V")
 BINDIR=$(pg_bindir "$V")
 REGRESS=$PGXS_DIR/../test/regress/pg_regress
@@ -23,10 +23,7 @@ ISOLATION=$PGXS_DIR/../test/isolation/pg_isolation_regress
 PRELOAD="shared_preload_libraries = 'pg_named_locks'"
 
 log "PostgreSQL $V: installing the extension"
-sudo_flag=()
-[ -w "$("$PGC" --pkglibdir)" ] || sudo_flag=(--sudo)
-cargo pgrx install --pg-config "$PGC" "${sudo_flag[@]}" >"$RUN/install-pg$V.log" 2>&1 \
-    || { cat "$RUN/install-pg$V.log"; exit 1; }
+install_extension "$V"
 
 tests() { # tests DIR EXT GLOB...
     local d=$1 ext=$2; shift 2
@@ -114,7 +111,7 @@ crash_test() {
         -c "SELECT lock_name FROM advisory_locks_v WHERE pid = pg_backend_pid()" 2>&1 | tail -n 1)
     [ "$after" = "crash-session" ] || { echo "crash test: after restart got: $after"; fail=1; }
     grep -q "terminated by signal 9" "$SRV/server.log" || { echo "crash test: no crash in the log"; fail=1; }
-    if [ $fail = 0 ]; then echo "ok: crash restart (SIGKILL of a lock holder)"; else status=1; fi
+    if [ $fail = 0 ]; then check_ok "crash restart (SIGKILL of a lock holder)"; else check_fail "crash restart"; status=1; fi
 }
 log "PostgreSQL $V: crash restart"
 crash_test

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test on every supported PostgreSQL (default: 18 and 15):
 #   1. pg_regress + pg_isolation_regress suites in pg_test/ (scripts/sql-tests.sh)
-#   2. `cargo pgrx test`: #[pg_test] unit tests and the multi-session tests in src/
+#   2. the reliability suites (faults, hostile input, soak: scripts/*-tests.sh VERSION)
+#   3. `cargo pgrx test`: #[pg_test] unit tests and the multi-session tests in src/
+#   4. once, on the first version: clients and examples, packaging (scripts/client-tests.sh,
+#      scripts/package-tests.sh)
 # Keeps going after a failure so one run reports everything; exits non-zero if anything
 # failed. Set PG_VERSIONS="18" to run one version only.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -22,6 +25,13 @@ summary() {
     p=$((p + $( (grep -hoE 'All [0-9]+ tests passed' "$logf" || true) | awk '{s+=$2} END {print s+0}') ))
     local rf; rf=$( (grep -hoE '[0-9]+ of [0-9]+ tests failed' "$logf" || true) | awk '{s+=$1; t+=$3} END {print s+0, t+0}')
     f=$((f + ${rf% *})); p=$((p + ${rf#* } - ${rf% *}))
+    # pytest: "=== 12 passed, 1 failed, 2 errors in 3.4s ===" (its closing line only)
+    local pl; pl=$(grep -hE '^=* ?[0-9]+ (passed|failed|error).* in [0-9.]+s' "$logf" || true)
+    p=$((p + $( (grep -oE '[0-9]+ passed' <<<"$pl" || true) | awk '{s+=$1} END {print s+0}') ))
+    f=$((f + $( (grep -oE '[0-9]+ (failed|errors?)' <<<"$pl" || true) | awk '{s+=$1} END {print s+0}') ))
+    # shell checks: "ok: ..." / "not ok: ..."
+    p=$((p + $(grep -c '^ok: ' "$logf" || true) ))
+    f=$((f + $(grep -c '^not ok: ' "$logf" || true) ))
     if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
     passed=$((passed + p)); failed=$((failed + f))
     [ "$rc" = 0 ] || failures+=("$name (log: $logf)")
@@ -35,12 +45,27 @@ for V in $PG_VERSIONS; do
     "$ROOT/scripts/sql-tests.sh" "$V" 2>&1 | tee "$RUN/sql-tests-pg$V.log" || rc=$?
     summary "pg$V pg_regress+isolation" "$RUN/sql-tests-pg$V.log" "$rc"
 
+    for suite in fault-tests property-tests soak-tests; do
+        [ -x "$ROOT/scripts/$suite.sh" ] || continue
+        rc=0
+        "$ROOT/scripts/$suite.sh" "$V" 2>&1 | tee "$RUN/$suite-pg$V.log" || rc=$?
+        summary "pg$V $suite" "$RUN/$suite-pg$V.log" "$rc"
+    done
+
     log "PostgreSQL $V: cargo pgrx test"
     fresh_runtime_dir "$RUN/pgrx-test-pg$V"
     rc=0
     cargo pgrx test "pg$V" --runas "$RUNAS" --pgdata "$RUN/pgrx-test-pg$V" 2>&1 \
         | tee "$RUN/pgrx-test-pg$V.log" || rc=$?
     summary "pg$V cargo pgrx test" "$RUN/pgrx-test-pg$V.log" "$rc"
+done
+
+# Clients, examples and packaging: version-independent or covering every version themselves.
+for suite in client-tests package-tests; do
+    [ -x "$ROOT/scripts/$suite.sh" ] || continue
+    rc=0
+    "$ROOT/scripts/$suite.sh" 2>&1 | tee "$RUN/$suite.log" || rc=$?
+    summary "$suite" "$RUN/$suite.log" "$rc"
 done
 
 log "summary"
