@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 
 use crate::lockmgr::{Mode, Scope};
 use crate::named::{self, Target};
+use crate::textarg::Text;
 use crate::wait::Wait;
 
 /// One SQL function. `lock` waits (void), `try` never waits (boolean), `unlock` releases
@@ -52,7 +53,7 @@ macro_rules! family {
     };
 }
 
-family! { (name: Option<&str>) => Target::named(name);
+family! { (name: Option<Text>) => Target::named(name.map(Text::as_str));
     lock   lock_named                  "lock_named"                  Exclusive Session;
     lock   lock_named_shared           "lock_named_shared"           Shared    Session;
     try    try_lock_named              "try_lock_named"              Exclusive Session;
@@ -65,7 +66,7 @@ family! { (name: Option<&str>) => Target::named(name);
     try    try_xact_lock_named_shared  "try_xact_lock_named_shared"  Shared    Xact;
 }
 
-family! { (namespace: Option<&str>, name: Option<&str>) => Target::pair(namespace, name);
+family! { (namespace: Option<Text>, name: Option<Text>) => Target::pair(namespace.map(Text::as_str), name.map(Text::as_str));
     lock   lock_pair                   "lock_pair"                   Exclusive Session;
     lock   lock_pair_shared            "lock_pair_shared"            Shared    Session;
     try    try_lock_pair               "try_lock_pair"               Exclusive Session;
@@ -78,7 +79,7 @@ family! { (namespace: Option<&str>, name: Option<&str>) => Target::pair(namespac
     try    try_xact_lock_pair_shared   "try_xact_lock_pair_shared"   Shared    Xact;
 }
 
-family! { (namespace: Option<&str>, id: Option<i32>) => Target::pair_id(namespace, id);
+family! { (namespace: Option<Text>, id: Option<i32>) => Target::pair_id(namespace.map(Text::as_str), id);
     lock   lock_pair_id                "lock_pair"                   Exclusive Session;
     lock   lock_pair_id_shared         "lock_pair_shared"            Shared    Session;
     try    try_lock_pair_id            "try_lock_pair"               Exclusive Session;
@@ -93,21 +94,21 @@ family! { (namespace: Option<&str>, id: Option<i32>) => Target::pair_id(namespac
 
 // Per-call timeouts: true when locked, false when the timeout passed first (never
 // leaving the lock held), 0 = try. The caller's lock_timeout is not changed.
-family! { (name: Option<&str>, timeout: Option<Interval>) => (Target::named(name), timeout);
+family! { (name: Option<Text>, timeout: Option<Interval>) => (Target::named(name.map(Text::as_str)), timeout);
     timed  lock_named_timeout               "lock_named"             Exclusive Session;
     timed  lock_named_shared_timeout        "lock_named_shared"      Shared    Session;
     timed  xact_lock_named_timeout          "xact_lock_named"        Exclusive Xact;
     timed  xact_lock_named_shared_timeout   "xact_lock_named_shared" Shared    Xact;
 }
 
-family! { (namespace: Option<&str>, name: Option<&str>, timeout: Option<Interval>) => (Target::pair(namespace, name), timeout);
+family! { (namespace: Option<Text>, name: Option<Text>, timeout: Option<Interval>) => (Target::pair(namespace.map(Text::as_str), name.map(Text::as_str)), timeout);
     timed  lock_pair_timeout                "lock_pair"              Exclusive Session;
     timed  lock_pair_shared_timeout         "lock_pair_shared"       Shared    Session;
     timed  xact_lock_pair_timeout           "xact_lock_pair"         Exclusive Xact;
     timed  xact_lock_pair_shared_timeout    "xact_lock_pair_shared"  Shared    Xact;
 }
 
-family! { (namespace: Option<&str>, id: Option<i32>, timeout: Option<Interval>) => (Target::pair_id(namespace, id), timeout);
+family! { (namespace: Option<Text>, id: Option<i32>, timeout: Option<Interval>) => (Target::pair_id(namespace.map(Text::as_str), id), timeout);
     timed  lock_pair_id_timeout             "lock_pair"              Exclusive Session;
     timed  lock_pair_id_shared_timeout      "lock_pair_shared"       Shared    Session;
     timed  xact_lock_pair_id_timeout        "xact_lock_pair"         Exclusive Xact;

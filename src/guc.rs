@@ -31,9 +31,9 @@ pub fn define(preloading: bool) {
     GucRegistry::define_int_guc(
         c"pg_named_locks.max_locks_per_session",
         c"Maximum number of distinct advisory locks one session may hold (0 = no cap).",
-        c"Checked by the named lock functions before they request a new lock; advisory locks \
-          taken with the built-in functions count too. Transaction locks count until their \
-          transaction ends.",
+        c"Checked by the named lock functions before they request a new lock. Only locks \
+          taken by name count; the built-in advisory lock functions are not capped. \
+          Transaction locks count until their transaction ends.",
         &MAX_LOCKS_PER_SESSION,
         0,
         i32::MAX,

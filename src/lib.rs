@@ -10,6 +10,7 @@
 //! - [`shmem`]    where the registry's memory comes from (preload or DSM registry)
 //! - [`wait`]     all-or-nothing acquisition, deadlines, no lock left behind
 //! - [`session`]  the per-session cap on held locks
+//! - [`textarg`]  `text` arguments read in place on the hot path
 //! - [`stats`]    per-name statistics: `named_lock_stats`
 //! - [`guc`]      settings
 //! - [`monitor`]  name look-ups and the `advisory_locks_v` view
@@ -31,6 +32,7 @@ pub mod registry;
 pub mod session;
 pub mod shmem;
 pub mod stats;
+pub mod textarg;
 pub mod wait;
 
 // The two-argument `pg_module_magic!(name, version)` form is broken on PostgreSQL 18 in

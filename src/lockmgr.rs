@@ -44,7 +44,7 @@ impl Mode {
 
 impl Key {
     /// SET_LOCKTAG_INT64 / SET_LOCKTAG_INT32 from lockfuncs.c.
-    fn locktag(self) -> pg_sys::LOCKTAG {
+    pub fn locktag(self) -> pg_sys::LOCKTAG {
         // SAFETY: MyDatabaseId is a plain backend-global Oid, set once at connection start
         // and only read here, in the backend's single thread.
         let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
@@ -73,11 +73,73 @@ pub enum Acquired {
     AlreadyHeld,
 }
 
+/// The two lock-manager calls of every uncontended lock and unlock, declared without
+/// pgrx's FFI guard (a sigsetjmp, a thread check and an exception-stack swap per call,
+/// about a tenth of a lock+unlock pair). Only called where they cannot raise an ERROR in
+/// practice; see `acquire` and `release_quiet`.
+mod unguarded {
+    use pgrx::pg_sys::{LockAcquireResult, LOCALLOCK, LOCKMODE, LOCKTAG};
+    extern "C-unwind" {
+        #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17"))]
+        pub fn LockAcquireExtended(
+            locktag: *const LOCKTAG,
+            lockmode: LOCKMODE,
+            sessionLock: bool,
+            dontWait: bool,
+            reportMemoryError: bool,
+            locallockp: *mut *mut LOCALLOCK,
+        ) -> LockAcquireResult::Type;
+        #[cfg(not(any(feature = "pg15", feature = "pg16", feature = "pg17")))]
+        pub fn LockAcquireExtended(
+            locktag: *const LOCKTAG,
+            lockmode: LOCKMODE,
+            sessionLock: bool,
+            dontWait: bool,
+            reportMemoryError: bool,
+            locallockp: *mut *mut LOCALLOCK,
+            logLockFailure: bool,
+        ) -> LockAcquireResult::Type;
+        pub fn LockRelease(locktag: *const LOCKTAG, lockmode: LOCKMODE, sessionLock: bool) -> bool;
+    }
+}
+
+/// A non-waiting attempt that reports a full shared lock table as `NOT_AVAIL` instead of
+/// raising.
+fn try_unguarded(tag: &pg_sys::LOCKTAG, mode: Mode, scope: Scope) -> pg_sys::LockAcquireResult::Type {
+    // SAFETY: `tag` is a valid LOCKTAG for the call. With dontWait and
+    // reportMemoryError = false the lock manager does not wait, does not run the deadlock
+    // detector and does not raise for a full lock table (that is NOT_AVAIL, which the
+    // caller re-checks through the guarded path). What is left is a backend-local
+    // out-of-memory while growing its lock hash; that longjmps to PostgreSQL's handler
+    // past frames that own nothing (no heap, no Drop state on the single-lock path), as
+    // in any C extension.
+    unsafe {
+        #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17"))]
+        {
+            unguarded::LockAcquireExtended(tag, mode.lockmode(), scope == Scope::Session, true, false, std::ptr::null_mut())
+        }
+        #[cfg(not(any(feature = "pg15", feature = "pg16", feature = "pg17")))]
+        {
+            unguarded::LockAcquireExtended(tag, mode.lockmode(), scope == Scope::Session, true, false, std::ptr::null_mut(), false)
+        }
+    }
+}
+
 /// Take a lock. With `wait` it blocks like `pg_advisory_lock` (and can raise on
 /// lock_timeout, statement_timeout, cancel or deadlock); without, it returns
 /// `NotAvailable` at once when the lock is taken.
 pub fn acquire(key: Key, mode: Mode, scope: Scope, wait: bool) -> Acquired {
     let tag = key.locktag();
+    if !wait {
+        match try_unguarded(&tag, mode, scope) {
+            pg_sys::LockAcquireResult::LOCKACQUIRE_ALREADY_HELD
+            | pg_sys::LockAcquireResult::LOCKACQUIRE_ALREADY_CLEAR => return Acquired::AlreadyHeld,
+            pg_sys::LockAcquireResult::LOCKACQUIRE_OK => return Acquired::Granted,
+            // busy, or the shared lock table is full: the guarded call below tells
+            // which, raising 53200 (with its hint) for the latter, like the built-in
+            _ => {}
+        }
+    }
     // SAFETY: `tag` is a fully initialised LOCKTAG on our stack, valid for the call;
     // LockAcquire copies it. Errors unwind through PostgreSQL's longjmp, which pgrx's
     // guard converts; we hold no Rust resources that need dropping across it.
@@ -101,8 +163,10 @@ pub fn release(key: Key, mode: Mode) -> bool {
 /// by the current resource owner.
 pub fn release_quiet(key: Key, mode: Mode, scope: Scope) -> bool {
     let tag = key.locktag();
-    // SAFETY: as in `acquire`; called only for holds this call just took.
-    unsafe { pg_sys::LockRelease(&tag, mode.lockmode(), scope == Scope::Session) }
+    // SAFETY: `tag` is a valid LOCKTAG for the call. LockRelease raises only for an
+    // invalid lock method or mode (ours are constants) or a corrupted lock table; a lock
+    // not held is a WARNING and `false`. So, unguarded, as in `try_unguarded`.
+    unsafe { unguarded::LockRelease(&tag, mode.lockmode(), scope == Scope::Session) }
 }
 
 /// Whether this backend holds the lock in exactly this mode (at any level). Reads only

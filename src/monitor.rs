@@ -13,21 +13,34 @@ use pgrx::prelude::*;
 
 use crate::keys::key64;
 use crate::lockmgr::Key;
+use crate::namecache::FxBuild;
 use crate::names::require_lockable;
 use crate::registry::{self, Kind, Registry};
 use crate::shmem;
 
 pub const HIDDEN: &str = "<insufficient privilege>";
 
-/// Memoised `registry::may_see` for one query (few distinct roles, many entries).
-pub struct Visibility(HashMap<u32, bool>);
+/// Memoised `registry::may_see` for one query (few distinct roles, many entries; runs of
+/// one role are the common case, so the last answer is checked before the map).
+pub struct Visibility {
+    last: Option<(u32, bool)>,
+    seen: HashMap<u32, bool, FxBuild>,
+}
 
 impl Visibility {
     pub fn new() -> Self {
-        Visibility(HashMap::new())
+        Visibility { last: None, seen: HashMap::default() }
     }
     pub fn name(&mut self, role: u32, name: String) -> String {
-        if *self.0.entry(role).or_insert_with(|| registry::may_see(role)) { name } else { HIDDEN.to_string() }
+        let visible = match self.last {
+            Some((r, v)) if r == role => v,
+            _ => {
+                let v = *self.seen.entry(role).or_insert_with(|| registry::may_see(role));
+                self.last = Some((role, v));
+                v
+            }
+        };
+        if visible { name } else { HIDDEN.to_string() }
     }
 }
 
@@ -127,6 +140,114 @@ fn named_lock_registry() -> TableIterator<
     TableIterator::new(rows)
 }
 
+/// One row per advisory lock held or awaited (every database), resolved to names: the
+/// view's source. Reads the lock table once (`GetLockStatusData`, as `pg_locks` does)
+/// and resolves every lock's name under one shared registry lock, so the view costs
+/// about what `pg_locks` does instead of joining it to the whole registry.
+#[pg_extern(volatile, parallel_restricted)]
+#[allow(clippy::type_complexity)]
+fn advisory_lock_status() -> TableIterator<
+    'static,
+    (
+        name!(dbid, pg_sys::Oid),
+        name!(pid, Option<i32>),
+        name!(lock_name, Option<String>),
+        name!(key_kind, &'static str),
+        name!(lock_key, Option<i64>),
+        name!(key1, Option<i32>),
+        name!(key2, Option<i32>),
+        name!(mode, &'static str),
+        name!(granted, bool),
+        name!(waiting_since, Option<TimestampWithTimeZone>),
+        name!(held_since, Option<TimestampWithTimeZone>),
+    ),
+> {
+    struct Row {
+        db: u32,
+        pid: i32,
+        key: Key,
+        mode: i32,
+        granted: bool,
+        wait_start: i64,
+    }
+    let mut rows = Vec::new();
+    // SAFETY: GetLockStatusData returns a palloc'd snapshot; we read its `nelements`
+    // entries. As pg_lock_status does, each held mode is a row and a wait is a row.
+    unsafe {
+        let data = pg_sys::GetLockStatusData();
+        let locks = std::slice::from_raw_parts((*data).locks, (*data).nelements as usize);
+        for l in locks {
+            let t = &l.locktag;
+            if t.locktag_type as u32 != pg_sys::LockTagType::LOCKTAG_ADVISORY {
+                continue;
+            }
+            let key = if t.locktag_field4 == 1 {
+                Key::Int64((((t.locktag_field2 as u64) << 32) | t.locktag_field3 as u64) as i64)
+            } else {
+                Key::Pair(t.locktag_field2 as i32, t.locktag_field3 as i32)
+            };
+            let row = |mode, granted, wait_start| Row { db: t.locktag_field1, pid: l.pid, key, mode, granted, wait_start };
+            for mode in 1..pg_sys::MAX_LOCKMODES as i32 {
+                if l.holdMask & (1 << mode) != 0 {
+                    rows.push(row(mode, true, 0));
+                }
+            }
+            if l.waitLockMode != pg_sys::NoLock as i32 {
+                rows.push(row(l.waitLockMode, false, l.waitStart));
+            }
+        }
+    }
+    let mut found = match shmem::get() {
+        Some(reg) => reg.resolve(rows.iter().map(|r| r.key)),
+        None => Vec::new(),
+    };
+    found.resize_with(rows.len(), || None);
+    let mut vis = Visibility::new();
+    let ts = |t: i64| (t != 0).then(|| TimestampWithTimeZone::try_from(t).ok()).flatten();
+    let out: Vec<_> = rows
+        .into_iter()
+        .zip(found)
+        .map(|(r, mut found)| {
+            let name = found.as_mut().map(|f| match (vis.name(f.role, std::mem::take(&mut f.name)), r.key) {
+                (n, _) if n == HIDDEN => n,
+                (n, Key::Pair(_, id)) if f.namespace_only => format!("{n}:{id}"),
+                (n, _) => n,
+            });
+            let held_since = found
+                .as_ref()
+                .filter(|f| r.granted && !f.namespace_only && f.held_by == r.pid)
+                .and_then(|f| ts(f.held_since));
+            let (kind, lock_key, key1, key2) = match r.key {
+                Key::Int64(k) => ("bigint", Some(k), None, None),
+                Key::Pair(k1, k2) => ("pair", None, Some(k1), Some(k2)),
+            };
+            let mode: &'static str = match r.mode as u32 {
+                pg_sys::ExclusiveLock => "exclusive",
+                pg_sys::ShareLock => "shared",
+                // SAFETY: GetLockmodeName returns a pointer into lock.c's static, ASCII
+                // table of mode names for any valid mode of the method.
+                m => unsafe { std::ffi::CStr::from_ptr(pg_sys::GetLockmodeName(pg_sys::USER_LOCKMETHOD as _, m as _)) }
+                    .to_str()
+                    .unwrap_or("?"),
+            };
+            (
+                pg_sys::Oid::from(r.db),
+                (r.pid != 0).then_some(r.pid),
+                name,
+                kind,
+                lock_key,
+                key1,
+                key2,
+                mode,
+                r.granted,
+                if r.granted { None } else { ts(r.wait_start) },
+                held_since,
+            )
+        })
+        .collect();
+    TableIterator::new(out)
+}
+
 /// The registry's state: where it lives, capacity, use, and what it could not do.
 #[pg_extern(volatile, parallel_safe)]
 #[allow(clippy::type_complexity)]
@@ -161,65 +282,28 @@ fn named_lock_registry_info() -> TableIterator<
 
 extension_sql!(
     r#"
-REVOKE ALL ON FUNCTION @extschema@.named_lock_registry() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.named_lock_registry() TO PUBLIC;
+-- The locks and their names come from advisory_lock_status() (one lock-table snapshot,
+-- names resolved in one registry pass); the view adds the database and session columns,
+-- and pg_blocking_pids (which takes every lock-manager partition) only for waiting rows.
+-- A plain view, so the planner inlines it (count(*) drops the pg_database join) and its
+-- references are bound here, not by the caller's search_path. The row estimate makes the
+-- planner hash the few sessions and stream the locks, however many there are.
+ALTER FUNCTION @extschema@.advisory_lock_status() ROWS 10000;
 
--- One scan of pg_locks, one of the registry, one of pg_stat_activity, joined by hashing;
--- pg_blocking_pids (which takes every lock-manager partition) only for waiting rows.
--- A function, not a plain view body, for its SET clauses: the planner estimates a handful
--- of advisory locks (pg_lock_status has no statistics) and would otherwise pick nested
--- loops that rescan the registry once per lock (seconds at 10,000 locks). Everything is
--- schema-qualified and search_path pinned, so a hostile search_path cannot substitute
--- objects.
-CREATE FUNCTION @extschema@.advisory_locks()
-RETURNS TABLE (database name, pid integer, lock_name text, key_kind text, lock_key bigint,
-               key1 integer, key2 integer, mode text, granted boolean,
-               waiting_since timestamptz, held_since timestamptz, blocked_by integer[],
-               usename name, application_name text, client_addr inet,
-               backend_state text, state_change timestamptz)
-LANGUAGE sql STABLE PARALLEL RESTRICTED
-SET search_path = pg_catalog, pg_temp
-SET enable_nestloop = off
-AS $fn$
-WITH reg AS MATERIALIZED (SELECT * FROM @extschema@.named_lock_registry())
-SELECT d.datname,
-       l.pid,
-       COALESCE(r.lock_name,
-                CASE WHEN rn.lock_name = '<insufficient privilege>' THEN rn.lock_name
-                     ELSE rn.lock_name OPERATOR(pg_catalog.||) ':'
-                          OPERATOR(pg_catalog.||) (l.objid::pg_catalog.int8::pg_catalog.bit(32)::pg_catalog.int4)::pg_catalog.text
-                END),
-       CASE l.objsubid WHEN 1 THEN 'bigint' ELSE 'pair' END,
-       CASE WHEN l.objsubid = 1
-            THEN (l.classid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 32)
-                 OPERATOR(pg_catalog.|) l.objid::pg_catalog.int8 END,
-       CASE WHEN l.objsubid = 2 THEN l.classid::pg_catalog.int8::pg_catalog.bit(32)::pg_catalog.int4 END,
-       CASE WHEN l.objsubid = 2 THEN l.objid::pg_catalog.int8::pg_catalog.bit(32)::pg_catalog.int4 END,
-       CASE l.mode WHEN 'ExclusiveLock' THEN 'exclusive' WHEN 'ShareLock' THEN 'shared' ELSE l.mode END,
-       l.granted,
-       l.waitstart,
-       CASE WHEN l.granted AND r.held_by = l.pid THEN r.held_since END,
-       CASE WHEN NOT l.granted THEN pg_catalog.pg_blocking_pids(l.pid) END,
-       a.usename,
-       a.application_name,
-       a.client_addr,
-       a.state,
-       a.state_change
-  FROM pg_catalog.pg_locks l
-  LEFT JOIN pg_catalog.pg_database d ON d.oid = l.database
-  LEFT JOIN reg r ON r.kind <> 'namespace' AND r.classid = l.classid
-                 AND r.objid = l.objid AND r.objsubid = l.objsubid
-  LEFT JOIN reg rn ON rn.kind = 'namespace' AND l.objsubid = 2 AND rn.classid = l.classid
-  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
- WHERE l.locktype = 'advisory'
-$fn$;
-
-CREATE VIEW @extschema@.advisory_locks_v AS SELECT * FROM @extschema@.advisory_locks();
+CREATE VIEW @extschema@.advisory_locks_v AS
+SELECT d.datname AS database, l.pid, l.lock_name, l.key_kind, l.lock_key, l.key1, l.key2,
+       l.mode, l.granted, l.waiting_since, l.held_since,
+       CASE WHEN NOT l.granted AND l.pid IS NOT NULL
+            THEN pg_catalog.pg_blocking_pids(l.pid) END AS blocked_by,
+       a.usename, a.application_name, a.client_addr, a.state AS backend_state, a.state_change
+  FROM @extschema@.advisory_lock_status() l
+  LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) l.dbid
+  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid;
 
 GRANT SELECT ON @extschema@.advisory_locks_v TO PUBLIC;
 "#,
     name = "advisory_locks_v",
-    requires = [named_lock_registry],
+    requires = [named_lock_registry, advisory_lock_status],
 );
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -21,9 +21,15 @@ use crate::lockmgr::{self, Key, Mode, Scope};
 use crate::namecache::FxBuild;
 
 /// Holds per key: [session exclusive, session shared, xact exclusive, xact shared].
+/// Entries that drop to zero stay (a lock taken again soon costs an update, not a
+/// remove and an insert); `DISTINCT` counts the non-zero ones, and the zero ones are
+/// swept out when they outnumber them.
 type Holds = HashMap<Key, [u32; 4], FxBuild>;
 
 static HOLDS: BackendLocal<Option<Holds>> = BackendLocal::new(None);
+/// Keys in HOLDS with any hold.
+static DISTINCT: BackendLocal<usize> = BackendLocal::new(0);
+const SWEEP_AT: usize = 4096;
 /// Whether any transaction hold is recorded (so commits of sessions without any skip
 /// the scan).
 static XACT_HOLDS: BackendLocal<bool> = BackendLocal::new(false);
@@ -41,7 +47,17 @@ pub fn note_acquired(key: Key, mode: Mode, scope: Scope) {
     if scope == Scope::Xact {
         XACT_HOLDS.set(true);
     }
-    HOLDS.with(|h| h.get_or_insert_with(Holds::default).entry(key).or_default()[idx(mode, scope)] += 1);
+    HOLDS.with(|h| {
+        let h = h.get_or_insert_with(Holds::default);
+        let c = h.entry(key).or_default();
+        if c.iter().all(|&n| n == 0) {
+            DISTINCT.with(|d| *d += 1);
+        }
+        c[idx(mode, scope)] += 1;
+        if h.len() >= SWEEP_AT && h.len() > 2 * DISTINCT.get() {
+            h.retain(|_, c| c.iter().any(|&n| n > 0));
+        }
+    });
 }
 
 /// One hold given back (unlock, or the undo of a failed all-or-nothing call).
@@ -50,9 +66,11 @@ pub fn note_released(key: Key, mode: Mode, scope: Scope) {
         let Some(h) = h.as_mut() else { return };
         if let Some(c) = h.get_mut(&key) {
             let i = idx(mode, scope);
-            c[i] = c[i].saturating_sub(1);
-            if c.iter().all(|&n| n == 0) {
-                h.remove(&key);
+            if c[i] > 0 {
+                c[i] -= 1;
+                if c.iter().all(|&n| n == 0) {
+                    DISTINCT.with(|d| *d -= 1);
+                }
             }
         }
     });
@@ -74,6 +92,7 @@ pub unsafe extern "C-unwind" fn on_xact_end(event: pg_sys::XactEvent::Type, _arg
                     c[3] = 0;
                     c[0] + c[1] > 0
                 });
+                DISTINCT.set(h.len());
             }
         });
     }
@@ -86,8 +105,11 @@ pub fn check_cap(key: Key) -> Result<(), ErrorReport> {
         return Ok(());
     }
     let cap = cap as usize;
-    let over = |h: &Option<Holds>| h.as_ref().is_some_and(|h| h.len() >= cap && !h.contains_key(&key));
-    if !HOLDS.with(|h| over(h)) {
+    if DISTINCT.get() < cap {
+        return Ok(());
+    }
+    let held = |h: &Option<Holds>| h.as_ref().and_then(|h| h.get(&key)).is_some_and(|c| c.iter().any(|&n| n > 0));
+    if HOLDS.with(|h| held(h)) {
         return Ok(());
     }
     // Drop entries the lock table no longer backs, then decide on the exact number.
@@ -97,7 +119,12 @@ pub fn check_cap(key: Key) -> Result<(), ErrorReport> {
             HOLDS.with(|h| h.as_mut().map(|h| h.remove(&k)));
         }
     }
-    if !HOLDS.with(|h| over(h)) {
+    HOLDS.with(|h| {
+        let h = h.get_or_insert_with(Holds::default);
+        h.retain(|_, c| c.iter().any(|&n| n > 0));
+        DISTINCT.set(h.len());
+    });
+    if DISTINCT.get() < cap {
         return Ok(());
     }
     Err(ErrorReport::new(
