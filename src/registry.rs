@@ -402,14 +402,14 @@ impl Registry {
             None
         } else {
             let _g = self.lock(false);
-            self.find(rk.kind, rk.key).map(|s| (s, self.slot_check(s), self.stored_name(s).0))
+            self.find(rk.kind, rk.key).map(|s| (s, self.slot_check(s), self.stored_name(s).0, self.slot(s).role()))
         };
         let slot = match found {
-            Some((slot, check, _)) if check == rk.check => slot,
-            Some((_, _, other)) => return self.collision(rk, label, &other),
+            Some((slot, check, _, _)) if check == rk.check => slot,
+            Some((_, _, other, role)) => return self.collision(rk, label, &other, role),
             None => match self.insert(rk, label) {
                 Ok(slot) => slot,
-                Err(Some(other)) => return self.collision(rk, label, &other),
+                Err(Some((other, role))) => return self.collision(rk, label, &other, role),
                 Err(None) => {
                     self.header().not_stored.fetch_add(1, Relaxed);
                     if !WARNED_FULL.get() {
@@ -422,7 +422,7 @@ impl Registry {
                             ),
                             "pg_named_locks",
                         )
-                        .set_detail("The lock was taken; monitoring shows it by key only. This warning is shown once per session.")
+                        .set_detail("Locking is not affected; monitoring shows such locks by key only. This warning is shown once per session.")
                         .set_hint("Raise pg_named_locks.max_names (requires a restart).")
                         .report(PgLogLevel::WARNING);
                     }
@@ -444,8 +444,12 @@ impl Registry {
         unsafe { (*self.entry(slot)).check }
     }
 
-    fn collision(&self, rk: RegKey, label: &str, other: &str) -> Remembered {
+    /// `other` was last used by `role`: a caller who may not see that role's names gets
+    /// the warning without the other name (a 32-bit pair key collision can be searched
+    /// for offline, so the warning must not become a way to read names).
+    fn collision(&self, rk: RegKey, label: &str, other: &str, role: u32) -> Remembered {
         self.header().collisions.fetch_add(1, Relaxed);
+        let other = if may_see(role) { other } else { crate::monitor::HIDDEN };
         let first = WARNED_COLLISION.with(|s| s.get_or_insert_with(HashSet::new).insert(rk));
         if first {
             ErrorReport::new(
@@ -489,16 +493,20 @@ impl Registry {
         }
     }
 
-    /// Insert a new entry. Err(Some(name)) if another name took the key meanwhile,
+    /// Insert a new entry. Err(Some((name, role))) if another name took the key meanwhile,
     /// Err(None) if full after trying to evict.
-    fn insert(&self, rk: RegKey, label: &str) -> Result<i32, Option<String>> {
+    fn insert(&self, rk: RegKey, label: &str) -> Result<i32, Option<(String, u32)>> {
         for attempt in 0..2 {
             if attempt == 1 {
                 self.evict();
             }
             let _g = self.lock(true);
             if let Some(s) = self.find(rk.kind, rk.key) {
-                return if self.slot_check(s) == rk.check { Ok(s) } else { Err(Some(self.stored_name(s).0)) };
+                return if self.slot_check(s) == rk.check {
+                    Ok(s)
+                } else {
+                    Err(Some((self.stored_name(s).0, self.slot(s).role())))
+                };
             }
             // SAFETY: exclusive lock held: free list, buckets and identities are ours.
             unsafe {
