@@ -185,3 +185,27 @@ pub fn held_by_me(key: Key, mode: Mode) -> bool {
         }
     }
 }
+
+/// Every advisory lock held or awaited right now, in any database, from one snapshot of
+/// the lock table (`GetLockStatusData`, what `pg_locks` reads; it takes every lock-manager
+/// partition lock briefly): `f(database, key, instance)` once per (lock, backend).
+pub fn for_each_advisory_lock(mut f: impl FnMut(u32, Key, &pg_sys::LockInstanceData)) {
+    // SAFETY: GetLockStatusData returns a palloc'd snapshot valid in the current memory
+    // context; we read its `nelements` entries and nothing else.
+    unsafe {
+        let data = pg_sys::GetLockStatusData();
+        let locks = std::slice::from_raw_parts((*data).locks, (*data).nelements as usize);
+        for l in locks {
+            let t = &l.locktag;
+            if t.locktag_type as u32 != pg_sys::LockTagType::LOCKTAG_ADVISORY {
+                continue;
+            }
+            let key = if t.locktag_field4 == 1 {
+                Key::Int64((((t.locktag_field2 as u64) << 32) | t.locktag_field3 as u64) as i64)
+            } else {
+                Key::Pair(t.locktag_field2 as i32, t.locktag_field3 as i32)
+            };
+            f(t.locktag_field1, key, l);
+        }
+    }
+}

@@ -12,7 +12,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::keys::key64;
-use crate::lockmgr::Key;
+use crate::lockmgr::{self, Key};
 use crate::namecache::FxBuild;
 use crate::names::require_lockable;
 use crate::registry::{self, Kind, Registry};
@@ -71,30 +71,19 @@ fn named_lock_name_pair(key1: i32, key2: i32) -> Option<String> {
     lookup(shmem::get()?, Key::Pair(key1, key2))
 }
 
-/// Pids holding `lock_named(name)` in this database now (empty when free).
+/// Pids holding `lock_named(name)` in this database now (empty when free); a prepared
+/// transaction holding it shows as 0, as in `pg_blocking_pids`.
 #[pg_extern(volatile, parallel_safe)]
 fn named_lock_holders(name: Option<&str>) -> Vec<i32> {
-    let k = key64(require_lockable(name, "name").as_bytes()) as u64;
+    let want = Key::Int64(key64(require_lockable(name, "name").as_bytes()));
+    // SAFETY: MyDatabaseId is set for the life of the backend.
+    let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
     let mut pids = Vec::new();
-    // SAFETY: GetLockStatusData returns a palloc'd snapshot; we read its `nelements`
-    // entries. MyDatabaseId is set for the life of the backend.
-    unsafe {
-        let data = pg_sys::GetLockStatusData();
-        let locks = std::slice::from_raw_parts((*data).locks, (*data).nelements as usize);
-        for l in locks {
-            let t = &l.locktag;
-            if t.locktag_type as u32 == pg_sys::LockTagType::LOCKTAG_ADVISORY
-                && t.locktag_field1 == pg_sys::MyDatabaseId.to_u32()
-                && t.locktag_field2 == (k >> 32) as u32
-                && t.locktag_field3 == k as u32
-                && t.locktag_field4 == 1
-                && l.holdMask != 0
-                && l.pid != 0
-            {
-                pids.push(l.pid);
-            }
+    lockmgr::for_each_advisory_lock(|d, key, l| {
+        if d == db && key == want && l.holdMask != 0 {
+            pids.push(l.pid);
         }
-    }
+    });
     pids.sort_unstable();
     pids.dedup();
     pids
@@ -143,25 +132,18 @@ fn named_lock_registry() -> TableIterator<
 /// One row per advisory lock held or awaited (every database), resolved to names: the
 /// view's source. Reads the lock table once (`GetLockStatusData`, as `pg_locks` does)
 /// and resolves every lock's name under one shared registry lock, so the view costs
-/// about what `pg_locks` does instead of joining it to the whole registry.
-#[pg_extern(volatile, parallel_restricted)]
-#[allow(clippy::type_complexity)]
-fn advisory_lock_status() -> TableIterator<
-    'static,
-    (
-        name!(dbid, pg_sys::Oid),
-        name!(pid, Option<i32>),
-        name!(lock_name, Option<String>),
-        name!(key_kind, &'static str),
-        name!(lock_key, Option<i64>),
-        name!(key1, Option<i32>),
-        name!(key2, Option<i32>),
-        name!(mode, &'static str),
-        name!(granted, bool),
-        name!(waiting_since, Option<TimestampWithTimeZone>),
-        name!(held_since, Option<TimestampWithTimeZone>),
-    ),
-> {
+/// about what `pg_locks` does instead of joining it to the whole registry. A
+/// materialize-mode set-returning function (`InitMaterializedSRF`): every row goes
+/// straight into the result tuplestore, without a function call per row.
+#[pg_extern(sql = r#"
+CREATE FUNCTION advisory_lock_status()
+RETURNS TABLE (dbid oid, pid integer, lock_name text, key_kind text, lock_key bigint,
+               key1 integer, key2 integer, mode text, granted boolean,
+               waiting_since timestamptz, held_since timestamptz)
+STRICT VOLATILE PARALLEL RESTRICTED ROWS 10000
+LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#)]
+fn advisory_lock_status(fcinfo: pg_sys::FunctionCallInfo) {
     struct Row {
         db: u32,
         pid: i32,
@@ -171,81 +153,113 @@ fn advisory_lock_status() -> TableIterator<
         wait_start: i64,
     }
     let mut rows = Vec::new();
-    // SAFETY: GetLockStatusData returns a palloc'd snapshot; we read its `nelements`
-    // entries. As pg_lock_status does, each held mode is a row and a wait is a row.
-    unsafe {
-        let data = pg_sys::GetLockStatusData();
-        let locks = std::slice::from_raw_parts((*data).locks, (*data).nelements as usize);
-        for l in locks {
-            let t = &l.locktag;
-            if t.locktag_type as u32 != pg_sys::LockTagType::LOCKTAG_ADVISORY {
-                continue;
-            }
-            let key = if t.locktag_field4 == 1 {
-                Key::Int64((((t.locktag_field2 as u64) << 32) | t.locktag_field3 as u64) as i64)
-            } else {
-                Key::Pair(t.locktag_field2 as i32, t.locktag_field3 as i32)
-            };
-            let row = |mode, granted, wait_start| Row { db: t.locktag_field1, pid: l.pid, key, mode, granted, wait_start };
-            for mode in 1..pg_sys::MAX_LOCKMODES as i32 {
-                if l.holdMask & (1 << mode) != 0 {
-                    rows.push(row(mode, true, 0));
-                }
-            }
-            if l.waitLockMode != pg_sys::NoLock as i32 {
-                rows.push(row(l.waitLockMode, false, l.waitStart));
+    // As pg_lock_status does, each held mode is a row and a wait is a row.
+    lockmgr::for_each_advisory_lock(|db, key, l| {
+        let row = |mode, granted, wait_start| Row { db, pid: l.pid, key, mode, granted, wait_start };
+        for mode in 1..pg_sys::MAX_LOCKMODES as i32 {
+            if l.holdMask & (1 << mode) != 0 {
+                rows.push(row(mode, true, 0));
             }
         }
-    }
+        if l.waitLockMode != pg_sys::NoLock as i32 {
+            rows.push(row(l.waitLockMode, false, l.waitStart));
+        }
+    });
     let mut found = match shmem::get() {
         Some(reg) => reg.resolve(rows.iter().map(|r| r.key)),
         None => Vec::new(),
     };
     found.resize_with(rows.len(), || None);
     let mut vis = Visibility::new();
-    let ts = |t: i64| (t != 0).then(|| TimestampWithTimeZone::try_from(t).ok()).flatten();
-    let out: Vec<_> = rows
-        .into_iter()
-        .zip(found)
-        .map(|(r, mut found)| {
-            let name = found.as_mut().map(|f| match (vis.name(f.role, std::mem::take(&mut f.name)), r.key) {
+    let names: Vec<Option<String>> = rows
+        .iter()
+        .zip(found.iter_mut())
+        .map(|(r, found)| {
+            found.as_mut().map(|f| match (vis.name(f.role, std::mem::take(&mut f.name)), r.key) {
                 (n, _) if n == HIDDEN => n,
                 (n, Key::Pair(_, id)) if f.namespace_only => format!("{n}:{id}"),
                 (n, _) => n,
-            });
-            let held_since = found
-                .as_ref()
-                .filter(|f| r.granted && !f.namespace_only && f.held_by == r.pid)
-                .and_then(|f| ts(f.held_since));
-            let (kind, lock_key, key1, key2) = match r.key {
-                Key::Int64(k) => ("bigint", Some(k), None, None),
-                Key::Pair(k1, k2) => ("pair", None, Some(k1), Some(k2)),
-            };
-            let mode: &'static str = match r.mode as u32 {
-                pg_sys::ExclusiveLock => "exclusive",
-                pg_sys::ShareLock => "shared",
-                // SAFETY: GetLockmodeName returns a pointer into lock.c's static, ASCII
-                // table of mode names for any valid mode of the method.
-                m => unsafe { std::ffi::CStr::from_ptr(pg_sys::GetLockmodeName(pg_sys::USER_LOCKMETHOD as _, m as _)) }
-                    .to_str()
-                    .unwrap_or("?"),
-            };
-            (
-                pg_sys::Oid::from(r.db),
-                (r.pid != 0).then_some(r.pid),
-                name,
-                kind,
-                lock_key,
-                key1,
-                key2,
-                mode,
-                r.granted,
-                if r.granted { None } else { ts(r.wait_start) },
-                held_since,
-            )
+            })
         })
         .collect();
-    TableIterator::new(out)
+    // SAFETY: the materialize-mode SRF protocol: InitMaterializedSRF checks that the
+    // caller accepts a materialized set and sets up the tuplestore and its descriptor
+    // (11 columns, as declared above).
+    let (store, desc) = unsafe {
+        #[cfg(feature = "pg15")]
+        pg_sys::SetSingleFuncCall(fcinfo, 0);
+        #[cfg(not(feature = "pg15"))]
+        pg_sys::InitMaterializedSRF(fcinfo, 0);
+        let rsinfo = (*fcinfo).resultinfo.cast::<pg_sys::ReturnSetInfo>();
+        ((*rsinfo).setResult, (*rsinfo).setDesc)
+    };
+    // SAFETY: one FFI guard for the whole loop instead of one per call: the closure only
+    // borrows (it owns nothing that needs dropping), so if PostgreSQL raises (out of
+    // memory, or a tuplestore that cannot spill to disk), the longjmp skips only plain
+    // frames and pgrx turns it into an ordinary error.
+    unsafe {
+        pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            let text = |s: &str| pg_sys::Datum::from(raw::cstring_to_text_with_len(s.as_ptr().cast(), s.len() as i32));
+            for (i, r) in rows.iter().enumerate() {
+                let f = found[i].as_ref();
+                let mut values = [pg_sys::Datum::from(0usize); 11];
+                let mut nulls = [false; 11];
+                values[0] = pg_sys::Datum::from(r.db);
+                match r.pid {
+                    0 => nulls[1] = true,
+                    pid => values[1] = pg_sys::Datum::from(pid),
+                }
+                match &names[i] {
+                    Some(n) => values[2] = text(n),
+                    None => nulls[2] = true,
+                }
+                match r.key {
+                    Key::Int64(k) => {
+                        values[3] = text("bigint");
+                        values[4] = pg_sys::Datum::from(k);
+                        nulls[5] = true;
+                        nulls[6] = true;
+                    }
+                    Key::Pair(k1, k2) => {
+                        values[3] = text("pair");
+                        nulls[4] = true;
+                        values[5] = pg_sys::Datum::from(k1);
+                        values[6] = pg_sys::Datum::from(k2);
+                    }
+                }
+                values[7] = match r.mode as u32 {
+                    pg_sys::ExclusiveLock => text("exclusive"),
+                    pg_sys::ShareLock => text("shared"),
+                    m => pg_sys::Datum::from(raw::cstring_to_text(raw::GetLockmodeName(
+                        pg_sys::USER_LOCKMETHOD as _,
+                        m as _,
+                    ))),
+                };
+                values[8] = pg_sys::Datum::from(r.granted);
+                match (r.granted, r.wait_start) {
+                    (false, t) if t != 0 => values[9] = pg_sys::Datum::from(t),
+                    _ => nulls[9] = true,
+                }
+                match f.filter(|f| r.granted && !f.namespace_only && f.held_by == r.pid && f.held_since != 0) {
+                    Some(f) => values[10] = pg_sys::Datum::from(f.held_since),
+                    None => nulls[10] = true,
+                }
+                raw::tuplestore_putvalues(store, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            }
+        })
+    }
+}
+
+/// PostgreSQL functions called inside the single guard of `advisory_lock_status`.
+mod raw {
+    use pgrx::pg_sys::{Datum, LOCKMETHODID, LOCKMODE, Tuplestorestate, TupleDesc};
+    use std::ffi::c_char;
+    extern "C-unwind" {
+        pub fn cstring_to_text_with_len(s: *const c_char, len: i32) -> *mut pgrx::pg_sys::text;
+        pub fn cstring_to_text(s: *const c_char) -> *mut pgrx::pg_sys::text;
+        pub fn GetLockmodeName(lockmethodid: LOCKMETHODID, mode: LOCKMODE) -> *const c_char;
+        pub fn tuplestore_putvalues(state: *mut Tuplestorestate, tdesc: TupleDesc, values: *mut Datum, isnull: *mut bool);
+    }
 }
 
 /// The registry's state: where it lives, capacity, use, and what it could not do.
@@ -286,9 +300,9 @@ extension_sql!(
 -- names resolved in one registry pass); the view adds the database and session columns,
 -- and pg_blocking_pids (which takes every lock-manager partition) only for waiting rows.
 -- A plain view, so the planner inlines it (count(*) drops the pg_database join) and its
--- references are bound here, not by the caller's search_path. The row estimate makes the
--- planner hash the few sessions and stream the locks, however many there are.
-ALTER FUNCTION @extschema@.advisory_lock_status() ROWS 10000;
+-- references are bound here, not by the caller's search_path. The function's row
+-- estimate (ROWS 10000) makes the planner hash the few sessions and stream the locks,
+-- however many there are.
 
 CREATE VIEW @extschema@.advisory_locks_v AS
 SELECT d.datname AS database, l.pid, l.lock_name, l.key_kind, l.lock_key, l.key1, l.key2,

@@ -723,25 +723,15 @@ fn cut(label: &str) -> (&str, bool) {
 /// Takes all lock-manager partition locks (briefly, shared): call it only when evicting.
 fn advisory_keys_in_use() -> HashSet<(Kind, i64), FxBuild> {
     let mut set = HashSet::default();
-    // SAFETY: GetLockStatusData returns a palloc'd snapshot valid in this memory context;
-    // we read `nelements` entries of it and nothing else.
-    unsafe {
-        let data = pg_sys::GetLockStatusData();
-        let locks = std::slice::from_raw_parts((*data).locks, (*data).nelements as usize);
-        for l in locks {
-            let t = &l.locktag;
-            if t.locktag_type as u32 != pg_sys::LockTagType::LOCKTAG_ADVISORY {
-                continue;
-            }
-            let k = pair_key(t.locktag_field2 as i32, t.locktag_field3 as i32);
-            if t.locktag_field4 == 1 {
-                set.insert((Kind::Bigint, k));
-            } else {
-                set.insert((Kind::Pair, k));
-                set.insert((Kind::Namespace, t.locktag_field2 as i32 as i64));
-            }
+    crate::lockmgr::for_each_advisory_lock(|_, key, _| match key {
+        Key::Int64(k) => {
+            set.insert((Kind::Bigint, k));
         }
-    }
+        Key::Pair(k1, k2) => {
+            set.insert((Kind::Pair, pair_key(k1, k2)));
+            set.insert((Kind::Namespace, k1 as i64));
+        }
+    });
     set
 }
 

@@ -84,7 +84,18 @@ pub fn acquire_all(keys: &[Key], mode: Mode, scope: Scope, wait: Wait, on: &mut 
         }
         // One key: nothing to undo if it is granted, so no bookkeeping (the hot path).
         let single = keys.len() == 1;
-        match lockmgr::acquire(key, mode, scope, false) {
+        let acquired = if single {
+            lockmgr::acquire(key, mode, scope, false)
+        } else {
+            // A full shared lock table raises 53200 here: give back what this call took.
+            PgTryBuilder::new(AssertUnwindSafe(|| lockmgr::acquire(key, mode, scope, false)))
+                .catch_others(|e| {
+                    undo(&holds, mode, scope);
+                    e.rethrow()
+                })
+                .execute()
+        };
+        match acquired {
             Acquired::Granted => {
                 session::note_acquired(key, mode, scope);
                 if !single {
@@ -123,12 +134,23 @@ pub fn acquire_all(keys: &[Key], mode: Mode, scope: Scope, wait: Wait, on: &mut 
                     "cannot wait for a lock with a timeout during a parallel operation"
                 );
             }
-            for (i, &key) in keys.iter().enumerate().skip(first) {
-                let t0 = now();
-                lockmgr::acquire(key, mode, scope, true);
-                session::note_acquired(key, mode, scope);
-                on(i, Event::Waited(now() - t0));
-            }
+            // A deadlock, cancel or timeout raises here: give back what this call took.
+            let holds = std::cell::RefCell::new(holds);
+            let holds = AssertUnwindSafe(&holds);
+            PgTryBuilder::new(AssertUnwindSafe(|| {
+                for (i, &key) in keys.iter().enumerate().skip(first) {
+                    let t0 = now();
+                    lockmgr::acquire(key, mode, scope, true);
+                    session::note_acquired(key, mode, scope);
+                    holds.borrow_mut().push(Hold { key, in_subxact: false });
+                    on(i, Event::Waited(now() - t0));
+                }
+            }))
+            .catch_others(|e| {
+                undo(&holds.borrow(), mode, scope);
+                e.rethrow()
+            })
+            .execute();
             true
         }
         _ => wait_in_subxact(keys, first, holds, mode, scope, wait, on),
