@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The Python client (examples/python) and the monitoring examples (examples/monitoring)
+# against a real, preloaded PostgreSQL 18 on 127.0.0.1:58018: the pytest suites, then the
+# two examples run once from the command line, as a user would.
+#   scripts/client-tests.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "$ROOT/scripts/server.sh"
+
+DIR=$RUN/clients
+PORT=58018
+DB=named_locks_clients
+BINDIR=$(pg_bindir 18)
+export PGNL_DSN="postgresql://postgres@127.0.0.1:$PORT/$DB"
+export PGNL_PSQL=$BINDIR/psql
+# Root would otherwise leave root-owned __pycache__ directories in the work tree.
+export PYTHONDONTWRITEBYTECODE=1
+PY=$VENV/bin/python
+
+"$PY" -c 'import sqlalchemy, asyncpg, pytest_asyncio, yaml' 2>/dev/null \
+    || { echo "the Python packages are missing from $VENV: run scripts/setup.sh"; exit 1; }
+
+log "clients: installing the extension into PostgreSQL 18"
+install_extension 18
+server_start 18 "$DIR" "$PORT" "shared_preload_libraries = 'pg_named_locks'"
+trap 'server_stop "$DIR"' EXIT
+
+psql_() { "$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$DIR/sock" -p "$PORT" -U postgres "$@"; }
+psql_ -d postgres -c "CREATE DATABASE $DB"
+psql_ -d "$DB" -c "CREATE EXTENSION pg_named_locks"
+
+status=0
+cd "$ROOT"
+log "clients: pytest (examples/python/tests, examples/monitoring)"
+# Each test has its own 120 s limit; `timeout` bounds the whole run should one hang
+# outside a test. The loop-scope option only silences pytest-asyncio's notice that the
+# default will change: every test and fixture here is function-scoped.
+timeout -k 10 600 "$PY" -m pytest examples/python/tests examples/monitoring \
+    -p no:cacheprovider -q --timeout=120 -o asyncio_default_fixture_loop_scope=function \
+    || status=1
+
+log "clients: examples from the command line"
+out=$(timeout -k 5 120 "$PY" examples/python/singleton_job.py --dsn "$PGNL_DSN" --workers 4 2>&1) && rc=0 || rc=$?
+echo "$out"
+if [ $rc = 0 ] && [ "$(grep -c ': running ' <<<"$out")" = 1 ] \
+    && [ "$(grep -c 'already running' <<<"$out")" = 3 ]; then
+    check_ok "singleton_job.py: 4 workers, one ran the job, three skipped it"
+else
+    check_fail "singleton_job.py (exit $rc)"; status=1
+fi
+
+out=$(timeout -k 5 120 "$PY" examples/python/transfer.py --dsn "$PGNL_DSN" --workers 4 --transfers 200 2>&1) && rc=0 || rc=$?
+echo "$out"
+if [ $rc = 0 ] && grep -q 'total conserved' <<<"$out"; then
+    check_ok "transfer.py: 200 concurrent transfers, total conserved"
+else
+    check_fail "transfer.py (exit $rc)"; status=1
+fi
+
+out=$(psql_ -d "$DB" -f examples/monitoring/who_blocks_whom.sql 2>&1) && rc=0 || rc=$?
+if [ $rc = 0 ] && grep -q 'waiter_pid' <<<"$out"; then
+    check_ok "who_blocks_whom.sql runs in psql"
+else
+    echo "$out"; check_fail "who_blocks_whom.sql (exit $rc)"; status=1
+fi
+exit $status
