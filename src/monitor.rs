@@ -299,10 +299,11 @@ extension_sql!(
 -- The locks and their names come from advisory_lock_status() (one lock-table snapshot,
 -- names resolved in one registry pass); the view adds the database and session columns,
 -- and pg_blocking_pids (which takes every lock-manager partition) only for waiting rows.
--- A plain view, so the planner inlines it (count(*) drops the pg_database join) and its
--- references are bound here, not by the caller's search_path. The function's row
--- estimate (ROWS 10000) makes the planner hash the few sessions and stream the locks,
--- however many there are.
+-- A plain view, so the planner inlines it and its references are bound here, not by the
+-- caller's search_path. Both joins are provably at most one row per lock (pg_database by
+-- its key, the sessions by DISTINCT ON (pid)), so a query that uses none of their
+-- columns, count(*) say, skips them. The function's row estimate (ROWS 10000) makes the
+-- planner hash the few sessions and stream the locks, however many there are.
 
 CREATE VIEW @extschema@.advisory_locks_v AS
 SELECT d.datname AS database, l.pid, l.lock_name, l.key_kind, l.lock_key, l.key1, l.key2,
@@ -312,7 +313,9 @@ SELECT d.datname AS database, l.pid, l.lock_name, l.key_kind, l.lock_key, l.key1
        a.usename, a.application_name, a.client_addr, a.state AS backend_state, a.state_change
   FROM @extschema@.advisory_lock_status() l
   LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) l.dbid
-  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid;
+  LEFT JOIN (SELECT DISTINCT ON (s.pid) s.pid, s.usename, s.application_name, s.client_addr,
+                    s.state, s.state_change
+               FROM pg_catalog.pg_stat_activity s) a ON a.pid OPERATOR(pg_catalog.=) l.pid;
 
 GRANT SELECT ON @extschema@.advisory_locks_v TO PUBLIC;
 "#,

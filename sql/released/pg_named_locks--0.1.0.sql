@@ -7,24 +7,15 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/monitor.rs:147
+-- src/monitor.rs:138
 -- pg_named_locks::monitor::advisory_lock_status
-CREATE  FUNCTION "advisory_lock_status"() RETURNS TABLE (
-	"dbid" oid,  /* pg_sys :: Oid */
-	"pid" INT,  /* Option < i32 > */
-	"lock_name" TEXT,  /* Option < String > */
-	"key_kind" TEXT,  /* & '_ str */
-	"lock_key" bigint,  /* Option < i64 > */
-	"key1" INT,  /* Option < i32 > */
-	"key2" INT,  /* Option < i32 > */
-	"mode" TEXT,  /* & '_ str */
-	"granted" bool,  /* bool */
-	"waiting_since" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
-	"held_since" timestamp with time zone  /* Option < TimestampWithTimeZone > */
-)
-STRICT VOLATILE PARALLEL RESTRICTED
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'advisory_lock_status_wrapper';
+
+CREATE FUNCTION advisory_lock_status()
+RETURNS TABLE (dbid oid, pid integer, lock_name text, key_kind text, lock_key bigint,
+               key1 integer, key2 integer, mode text, granted boolean,
+               waiting_since timestamptz, held_since timestamptz)
+STRICT VOLATILE PARALLEL RESTRICTED ROWS 10000
+LANGUAGE c AS 'MODULE_PATHNAME', 'advisory_lock_status_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -197,7 +188,7 @@ AS 'MODULE_PATHNAME', 'lock_pair_shared_timeout_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/monitor.rs:75
+-- src/monitor.rs:76
 -- pg_named_locks::monitor::named_lock_holders
 CREATE  FUNCTION "named_lock_holders"(
 	"name" TEXT /* Option < & str > */
@@ -253,7 +244,7 @@ AS 'MODULE_PATHNAME', 'named_lock_name_pair_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/monitor.rs:105
+-- src/monitor.rs:94
 -- pg_named_locks::monitor::named_lock_registry
 CREATE  FUNCTION "named_lock_registry"() RETURNS TABLE (
 	"kind" TEXT,  /* & '_ str */
@@ -271,7 +262,7 @@ AS 'MODULE_PATHNAME', 'named_lock_registry_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/monitor.rs:283
+-- src/monitor.rs:297
 -- requires:
 --   named_lock_registry
 --   advisory_lock_status
@@ -280,10 +271,11 @@ AS 'MODULE_PATHNAME', 'named_lock_registry_wrapper';
 -- The locks and their names come from advisory_lock_status() (one lock-table snapshot,
 -- names resolved in one registry pass); the view adds the database and session columns,
 -- and pg_blocking_pids (which takes every lock-manager partition) only for waiting rows.
--- A plain view, so the planner inlines it (count(*) drops the pg_database join) and its
--- references are bound here, not by the caller's search_path. The row estimate makes the
+-- A plain view, so the planner inlines it and its references are bound here, not by the
+-- caller's search_path. Both joins are provably at most one row per lock (pg_database by
+-- its key, the sessions by DISTINCT ON (pid)), so a query that uses none of their
+-- columns, count(*) say, skips them. The function's row estimate (ROWS 10000) makes the
 -- planner hash the few sessions and stream the locks, however many there are.
-ALTER FUNCTION @extschema@.advisory_lock_status() ROWS 10000;
 
 CREATE VIEW @extschema@.advisory_locks_v AS
 SELECT d.datname AS database, l.pid, l.lock_name, l.key_kind, l.lock_key, l.key1, l.key2,
@@ -293,13 +285,15 @@ SELECT d.datname AS database, l.pid, l.lock_name, l.key_kind, l.lock_key, l.key1
        a.usename, a.application_name, a.client_addr, a.state AS backend_state, a.state_change
   FROM @extschema@.advisory_lock_status() l
   LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) l.dbid
-  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid;
+  LEFT JOIN (SELECT DISTINCT ON (s.pid) s.pid, s.usename, s.application_name, s.client_addr,
+                    s.state, s.state_change
+               FROM pg_catalog.pg_stat_activity s) a ON a.pid OPERATOR(pg_catalog.=) l.pid;
 
 GRANT SELECT ON @extschema@.advisory_locks_v TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/monitor.rs:252
+-- src/monitor.rs:266
 -- pg_named_locks::monitor::named_lock_registry_info
 CREATE  FUNCTION "named_lock_registry_info"() RETURNS TABLE (
 	"storage" TEXT,  /* & '_ str */
