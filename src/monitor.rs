@@ -15,7 +15,7 @@ use crate::keys::key64;
 use crate::lockmgr::{self, Key};
 use crate::namecache::FxBuild;
 use crate::names::require_lockable;
-use crate::registry::{self, Kind, Registry};
+use crate::registry::{self, Kind, Registry, Resolved};
 use crate::shmem;
 
 pub const HIDDEN: &str = "<insufficient privilege>";
@@ -42,12 +42,21 @@ impl Visibility {
         };
         if visible { name } else { HIDDEN.to_string() }
     }
+
+    /// How a lock the registry resolved is shown: its name, "namespace:id" when only the
+    /// namespace of a (namespace, id) pair is known, or HIDDEN. Takes the name out of `f`.
+    pub fn lock_name(&mut self, f: &mut Resolved, lock: Key) -> String {
+        match (self.name(f.role, std::mem::take(&mut f.name)), lock) {
+            (n, _) if n == HIDDEN => n,
+            (n, Key::Pair(_, id)) if f.namespace_only => format!("{n}:{id}"),
+            (n, _) => n,
+        }
+    }
 }
 
 fn lookup(reg: Registry, key: Key) -> Option<String> {
-    let (name, _, slot) = reg.lookup(key)?;
-    let role = reg.slot(slot).role();
-    Some(Visibility::new().name(role, name))
+    let mut found = reg.resolve(std::iter::once(key)).pop().flatten()?;
+    Some(Visibility::new().lock_name(&mut found, key))
 }
 
 /// Remember a name for its key without locking (for clients that lock by key themselves).
@@ -174,13 +183,7 @@ fn advisory_lock_status(fcinfo: pg_sys::FunctionCallInfo) {
     let names: Vec<Option<String>> = rows
         .iter()
         .zip(found.iter_mut())
-        .map(|(r, found)| {
-            found.as_mut().map(|f| match (vis.name(f.role, std::mem::take(&mut f.name)), r.key) {
-                (n, _) if n == HIDDEN => n,
-                (n, Key::Pair(_, id)) if f.namespace_only => format!("{n}:{id}"),
-                (n, _) => n,
-            })
-        })
+        .map(|(r, found)| found.as_mut().map(|f| vis.lock_name(f, r.key)))
         .collect();
     // SAFETY: the materialize-mode SRF protocol: InitMaterializedSRF checks that the
     // caller accepts a materialized set and sets up the tuplestore and its descriptor

@@ -76,11 +76,12 @@ impl Kind {
 
 impl RegKey {
     /// The registry entries that may name a lock with this lock-manager key, best first.
-    fn candidates(lock: Key) -> Vec<(Kind, i64)> {
-        match lock {
-            Key::Int64(k) => vec![(Kind::Bigint, k)],
-            Key::Pair(k1, k2) => vec![(Kind::Pair, pair_key(k1, k2)), (Kind::Namespace, k1 as i64)],
-        }
+    fn candidates(lock: Key) -> impl Iterator<Item = (Kind, i64)> {
+        let (exact, namespace) = match lock {
+            Key::Int64(k) => ((Kind::Bigint, k), None),
+            Key::Pair(k1, k2) => ((Kind::Pair, pair_key(k1, k2)), Some((Kind::Namespace, k1 as i64))),
+        };
+        std::iter::once(exact).chain(namespace)
     }
 }
 
@@ -593,28 +594,12 @@ impl Registry {
         }
     }
 
-    /// The name for a lock-manager key, if remembered, as (name, truncated, slot).
-    /// For an (namespace, id) pair only the namespace may be known: "namespace:id".
-    pub fn lookup(&self, lock: Key) -> Option<(String, bool, i32)> {
-        let _g = self.lock(false);
-        for (i, (kind, key)) in RegKey::candidates(lock).into_iter().enumerate() {
-            if let Some(s) = self.find(kind, key) {
-                let (name, truncated) = self.stored_name(s);
-                return Some(match (i, lock) {
-                    (1, Key::Pair(_, id)) => (format!("{name}:{id}"), truncated, s),
-                    _ => (name, truncated, s),
-                });
-            }
-        }
-        None
-    }
-
     /// What the registry knows about each lock-manager key, under one shared lock (the
     /// view resolves thousands of locks at once).
     pub fn resolve(&self, keys: impl Iterator<Item = Key>) -> Vec<Option<Resolved>> {
         let _g = self.lock(false);
         keys.map(|lock| {
-            RegKey::candidates(lock).into_iter().enumerate().find_map(|(i, (kind, key))| {
+            RegKey::candidates(lock).enumerate().find_map(|(i, (kind, key))| {
                 let s = self.find(kind, key)?;
                 let e = self.slot(s);
                 Some(Resolved {

@@ -112,16 +112,13 @@ pub fn check_cap(key: Key) -> Result<(), ErrorReport> {
     if HOLDS.with(|h| held(h)) {
         return Ok(());
     }
-    // Drop entries the lock table no longer backs, then decide on the exact number.
-    let keys: Vec<Key> = HOLDS.with(|h| h.as_ref().map(|h| h.keys().copied().collect()).unwrap_or_default());
-    for k in keys {
-        if !lockmgr::held_by_me(k, Mode::Exclusive) && !lockmgr::held_by_me(k, Mode::Shared) {
-            HOLDS.with(|h| h.as_mut().map(|h| h.remove(&k)));
-        }
-    }
+    // Keep only entries with holds that the lock table still backs, then decide on the
+    // exact number. (held_by_me reads the backend's lock table, never HOLDS.)
     HOLDS.with(|h| {
         let h = h.get_or_insert_with(Holds::default);
-        h.retain(|_, c| c.iter().any(|&n| n > 0));
+        h.retain(|&k, c| {
+            c.iter().any(|&n| n > 0) && (lockmgr::held_by_me(k, Mode::Exclusive) || lockmgr::held_by_me(k, Mode::Shared))
+        });
         DISTINCT.set(h.len());
     });
     if DISTINCT.get() < cap {
