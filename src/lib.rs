@@ -21,6 +21,7 @@ use pgrx::prelude::*;
 
 pub mod api;
 pub mod backend;
+pub mod flatmap;
 pub mod guc;
 pub mod keys;
 pub mod lockmgr;

@@ -63,7 +63,7 @@ fn lookup(reg: Registry, key: Key) -> Option<String> {
 #[pg_extern(volatile, parallel_restricted)]
 fn register_lock_name(name: Option<&str>) -> i64 {
     let n = require_lockable(name, "name");
-    crate::named::Target::named(Some(n)).remember(shmem::get());
+    crate::named::Target::named(Some(n)).remember(shmem::get(), crate::backend::coarse_now());
     key64(n.as_bytes())
 }
 

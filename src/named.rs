@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::backend::coarse_now;
 use crate::guc;
 use crate::namecache;
 use crate::lockmgr::{self, Key, Mode, Scope};
@@ -74,10 +75,10 @@ impl<'a> Target<'a> {
         Target { key: self.key, reg: self.reg, label: self.label.into_owned(), hint: self.hint }
     }
 
-    /// Remember the name; the registry slot when it is stored under this name.
-    pub fn remember(&self, reg: Option<Registry>) -> Option<i32> {
+    /// Remember the name, used at `now`; the registry slot when it is stored under this name.
+    pub fn remember(&self, reg: Option<Registry>, now: i64) -> Option<i32> {
         let reg = reg?;
-        match reg.remember(self.reg, &self.label, self.hint) {
+        match reg.remember(self.reg, &self.label, self.hint, now) {
             Remembered::Slot(s) => {
                 if let (Kind::Bigint, Label::Name(n)) = (self.reg.kind, &self.label) {
                     let generation = reg.generation();
@@ -130,12 +131,13 @@ pub fn acquire(targets: &[Target], mode: Mode, scope: Scope, wait: Wait) -> bool
         return acquire_one(t, mode, scope, wait);
     }
     let reg = shmem::get();
-    let slots: Vec<Option<i32>> = targets.iter().map(|t| t.remember(reg)).collect();
+    let now = coarse_now();
+    let slots: Vec<Option<i32>> = targets.iter().map(|t| t.remember(reg, now)).collect();
     let keys: Vec<Key> = targets.iter().map(|t| t.key).collect();
     let mut events: Vec<(usize, Event)> = Vec::with_capacity(targets.len());
     let ok = wait::acquire_all(&keys, mode, scope, wait, &mut |i, ev| events.push((i, ev)));
     if let Some(reg) = reg {
-        record(reg, targets, &slots, &events, ok);
+        record(reg, targets, &slots, &events, ok, now);
     }
     ok
 }
@@ -143,58 +145,76 @@ pub fn acquire(targets: &[Target], mode: Mode, scope: Scope, wait: Wait) -> bool
 /// `acquire` for one target, without the per-call vectors: the hot path.
 fn acquire_one(t: &Target, mode: Mode, scope: Scope, wait: Wait) -> bool {
     let reg = shmem::get();
-    let slot = t.remember(reg);
-    let mut event = None;
-    let ok = wait::acquire_all(std::slice::from_ref(&t.key), mode, scope, wait, &mut |_, ev| event = Some(ev));
-    if let (Some(reg), Some(ev)) = (reg, event) {
-        record(reg, std::slice::from_ref(t), &[slot], &[(0, ev)], ok);
+    // One clock read per call, for the registry's LRU order and "last acquired" alike.
+    let now = coarse_now();
+    let slot = t.remember(reg, now);
+    let (ok, event) = wait::acquire_one(t.key, mode, scope, wait);
+    if let (Some(reg), Some(slot)) = (reg, slot) {
+        record_one(reg, t.reg.kind, slot, event, ok, now, guc::TRACK_STATS.get());
     }
     ok
 }
 
 /// Holder and statistics updates, after the fact: a failed all-or-nothing call counts
-/// only its try failure or timeout, not the holds it undid.
-fn record(reg: Registry, targets: &[Target], slots: &[Option<i32>], events: &[(usize, Event)], ok: bool) {
+/// only its try failure or timeout, not the holds it undid. `at`: when the call started.
+fn record(reg: Registry, targets: &[Target], slots: &[Option<i32>], events: &[(usize, Event)], ok: bool, at: i64) {
     let track = guc::TRACK_STATS.get();
-    let at = crate::backend::coarse_now();
-    // SAFETY: a plain read of a backend-global.
-    let pid = unsafe { pg_sys::MyProcPid };
     for &(i, ev) in events {
-        let Some(slot) = slots[i] else { continue };
-        let s = &reg.slot(slot).stats;
-        let granted = matches!(ev, Event::Immediate(_) | Event::Waited(_));
-        if granted && !ok {
-            continue;
-        }
-        // A (namespace, id) entry stands for many locks: no single holder to record.
-        if matches!(ev, Event::Immediate(true) | Event::Waited(_)) && targets[i].reg.kind != Kind::Namespace {
-            reg.note_granted(slot, pid, at);
-        }
-        if !track {
-            continue;
-        }
-        match ev {
-            // acquisitions = immediate + waits, summed when read: one atomic less here
-            Event::Immediate(_) => {
-                s.immediate.fetch_add(1, Relaxed);
-                if s.last_acquired.load(Relaxed) != at {
-                    s.last_acquired.store(at, Relaxed);
-                }
-            }
-            Event::Waited(us) => {
-                s.waits.fetch_add(1, Relaxed);
-                s.wait_total_us.fetch_add(us.max(0) as u64, Relaxed);
-                s.wait_max_us.fetch_max(us.max(0) as u64, Relaxed);
-                s.last_acquired.store(at, Relaxed);
-            }
-            Event::Busy => {
-                s.try_failures.fetch_add(1, Relaxed);
-            }
-            Event::TimedOut => {
-                s.timeouts.fetch_add(1, Relaxed);
-            }
+        if let Some(slot) = slots[i] {
+            record_one(reg, targets[i].reg.kind, slot, ev, ok, at, track);
         }
     }
+}
+
+fn record_one(reg: Registry, kind: Kind, slot: i32, ev: Event, ok: bool, at: i64, track: bool) {
+    let granted = matches!(ev, Event::Immediate(_) | Event::Waited(_));
+    if granted && !ok {
+        return;
+    }
+    // `at` is the call's start; a grant after a wait happened later (and a call that
+    // waited can afford another clock read).
+    let at = if let Event::Waited(_) = ev { coarse_now() } else { at };
+    // A (namespace, id) entry stands for many locks: no single holder to record.
+    if matches!(ev, Event::Immediate(true) | Event::Waited(_)) && kind != Kind::Namespace {
+        // SAFETY: a plain read of a backend-global.
+        reg.note_granted(slot, unsafe { pg_sys::MyProcPid }, at);
+    }
+    if !track {
+        return;
+    }
+    let s = &reg.slot(slot).stats;
+    match ev {
+        // acquisitions = immediate + waits, summed when read: one atomic less here
+        Event::Immediate(_) => {
+            s.immediate.fetch_add(1, Relaxed);
+            if s.last_acquired.load(Relaxed) != at {
+                s.last_acquired.store(at, Relaxed);
+            }
+        }
+        Event::Waited(us) => {
+            s.waits.fetch_add(1, Relaxed);
+            s.wait_total_us.fetch_add(us.max(0) as u64, Relaxed);
+            s.wait_max_us.fetch_max(us.max(0) as u64, Relaxed);
+            s.last_acquired.store(at, Relaxed);
+        }
+        Event::Busy => {
+            s.try_failures.fetch_add(1, Relaxed);
+        }
+        Event::TimedOut => {
+            s.timeouts.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// `unlock_named(name)`: release one session hold; false (with the lock manager's
+/// WARNING) when not held. Only the key is needed, not a full `Target`.
+pub fn release_named(name: Option<&str>, mode: Mode) -> bool {
+    let key = Key::Int64(namecache::lookup(require_lockable(name, "name")).hash.key64());
+    let released = lockmgr::release(key, mode);
+    if released {
+        crate::session::note_released(key, mode, Scope::Session);
+    }
+    released
 }
 
 /// Release one session hold of each target; the number released (a target not held

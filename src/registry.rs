@@ -29,7 +29,7 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
 use crate::lockmgr::Key;
-use crate::backend::{coarse_now, BackendLocal};
+use crate::backend::BackendLocal;
 use crate::namecache::FxBuild;
 
 /// Bytes of a name kept in shared memory; longer names are still hashed whole and are
@@ -276,6 +276,13 @@ impl Registry {
         reg
     }
 
+    /// # Safety
+    /// `mem` must be a registry that `attach` accepted in this backend.
+    #[inline]
+    pub unsafe fn attached(mem: *mut u8) -> Registry {
+        Registry { hdr: mem.cast() }
+    }
+
     pub fn header(&self) -> &Header {
         // SAFETY: attached registries stay mapped; all fields read through this shared
         // reference are atomics or written only before the registry was published.
@@ -364,13 +371,14 @@ impl Registry {
         self.header().generation.load(Relaxed)
     }
 
-    /// Remember `label` for `rk`, evicting when full. `hint` is a (slot, generation) the
-    /// caller remembered for this name: still valid if no entry was removed since.
-    pub fn remember(&self, rk: RegKey, label: &Label, hint: Option<(i32, u64)>) -> Remembered {
+    /// Remember `label` for `rk`, evicting when full, and mark it used at `now`. `hint` is
+    /// a (slot, generation) the caller remembered for this name: still valid if no entry
+    /// was removed since.
+    pub fn remember(&self, rk: RegKey, label: &Label, hint: Option<(i32, u64)>, now: i64) -> Remembered {
         let generation = self.generation();
         if let Some((slot, g)) = hint {
             if g == generation {
-                self.touch(slot);
+                self.touch(slot, now);
                 return Remembered::Slot(slot);
             }
         }
@@ -390,7 +398,7 @@ impl Registry {
             })
         };
         if let Some(slot) = cached {
-            self.touch(slot);
+            self.touch(slot, now);
             return Remembered::Slot(slot);
         }
 
@@ -431,7 +439,7 @@ impl Registry {
                 }
             },
         };
-        self.touch(slot);
+        self.touch(slot, now);
         CACHE.with(|(g, map)| {
             if !memoised && *g == generation {
                 map.get_or_insert_with(HashMap::default).insert(rk, slot);
@@ -469,9 +477,8 @@ impl Registry {
     }
 
     /// Mark a use: the LRU position and the role that last used the name (for privacy).
-    fn touch(&self, slot: i32) {
+    fn touch(&self, slot: i32, now: i64) {
         let e = self.slot(slot);
-        let now = coarse_now();
         let role = crate::backend::current_user_id();
         // Store only on change: a hot name touched by many backends would otherwise
         // bounce its cache line on every call.
@@ -539,8 +546,10 @@ impl Registry {
         Err(None)
     }
 
-    /// Free the least recently used tenth of the entries whose locks nobody holds or
-    /// awaits (at least one), like pg_stat_statements' entry_dealloc.
+    /// Free the least recently used quarter of the entries whose locks nobody holds or
+    /// awaits (at least one), like pg_stat_statements' entry_dealloc. A pass costs a
+    /// snapshot of the lock table and a scan of every entry whatever it frees, so it frees
+    /// a large share: under a stream of new names that is most of what a new name costs.
     fn evict(&self) {
         let in_use = advisory_keys_in_use();
         let _g = self.lock(true);
@@ -553,7 +562,7 @@ impl Registry {
                     continue;
                 }
                 let kind: Kind = std::mem::transmute::<u8, Kind>(e.kind);
-                if !in_use.contains(&(kind, e.key)) {
+                if in_use.is_empty() || !in_use.contains(&(kind, e.key)) {
                     candidates.push((e.last_used.load(Relaxed), s));
                 }
             }
@@ -561,15 +570,31 @@ impl Registry {
         if candidates.is_empty() {
             return;
         }
-        let n = (self.capacity() / 10).max(1).min(candidates.len());
-        // Only which tenth is oldest matters, not its order: a linear-time selection
-        // instead of a sort keeps an eviction at a few microseconds per thousand names.
-        if n < candidates.len() {
-            candidates.select_nth_unstable(n - 1);
+        let n = (self.capacity() / 4).max(1).min(candidates.len());
+        // Only which quarter is oldest matters, not its order, nor its exact size: the
+        // cut-off is that quantile of an evenly spaced sample (slot order says nothing
+        // of age), and everything up to it goes, at most n. Small registries select exactly.
+        const SAMPLE: usize = 1024;
+        let cut = if n == candidates.len() {
+            None
+        } else if candidates.len() <= 4 * SAMPLE {
+            Some(*candidates.select_nth_unstable(n - 1).1)
+        } else {
+            let mut sample: Vec<(i64, i32)> = candidates.iter().step_by(candidates.len() / SAMPLE).copied().collect();
+            let k = (n * sample.len() / candidates.len()).max(1) - 1;
+            Some(*sample.select_nth_unstable(k).1)
+        };
+        let mut evicted = 0;
+        for &c in &candidates {
+            if evicted == n {
+                break;
+            }
+            if cut.is_none_or(|cut| c <= cut) {
+                self.unlink(c.1);
+                evicted += 1;
+            }
         }
-        for &(_, s) in &candidates[..n] {
-            self.unlink(s);
-        }
+        let n = evicted;
         let h = self.header();
         h.evictions.fetch_add(n as u64, Relaxed);
         h.generation.fetch_add(1, Relaxed);

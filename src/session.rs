@@ -3,13 +3,12 @@
 //! Checked before a named lock call requests a lock, so one runaway session fails with
 //! 53400 instead of exhausting the shared lock table (53200) for everybody. The named
 //! lock functions keep a backend-local count of the holds they take and give back, per
-//! key, mode and level (transaction holds are dropped when the transaction ends), so the
-//! number of distinct keys is known without touching shared memory. Holds that vanish
+//! key, mode and level (transaction holds are dropped when the transaction ends), in a
+//! table of the keys held, so the number of distinct keys is its size, known without
+//! touching shared memory. Holds that vanish
 //! behind our back (pg_advisory_unlock_all(), a rolled-back subtransaction) can only
 //! make that number too high; before refusing, the entries are checked against the
 //! backend's own lock table and stale ones dropped, so a refusal is always exact.
-
-use std::collections::HashMap;
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
@@ -18,18 +17,26 @@ use pgrx::prelude::*;
 use crate::backend::BackendLocal;
 use crate::guc;
 use crate::lockmgr::{self, Key, Mode, Scope};
-use crate::namecache::FxBuild;
+use crate::flatmap::FlatMap;
 
-/// Holds per key: [session exclusive, session shared, xact exclusive, xact shared].
-/// Entries that drop to zero stay (a lock taken again soon costs an update, not a
-/// remove and an insert); `DISTINCT` counts the non-zero ones, and the zero ones are
-/// swept out when they outnumber them.
-type Holds = HashMap<Key, [u32; 4], FxBuild>;
+/// Holds per key held: [session exclusive, session shared, xact exclusive, xact shared].
+/// A key leaves when its last hold is given back, so `len()` is the number of distinct
+/// keys held (as far as the named functions know; see `check_cap`).
+type Holds = FlatMap<Key, [u32; 4]>;
 
-static HOLDS: BackendLocal<Option<Holds>> = BackendLocal::new(None);
-/// Keys in HOLDS with any hold.
-static DISTINCT: BackendLocal<usize> = BackendLocal::new(0);
-const SWEEP_AT: usize = 4096;
+static HOLDS: BackendLocal<Holds> = BackendLocal::new(FlatMap::new());
+
+/// Multiplicative hashing: the table probes from the high bits. The two key spaces use
+/// different multipliers so that a pair and a bigint with the same 64 bits rarely share
+/// a hash (equal hashes are told apart by comparing keys anyway).
+#[inline]
+fn hash(key: Key) -> u64 {
+    match key {
+        Key::Int64(k) => (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        Key::Pair(a, b) => (((a as u32 as u64) << 32) | b as u32 as u64).wrapping_mul(0xc2b2_ae3d_27d4_eb4f),
+    }
+}
+
 /// Whether any transaction hold is recorded (so commits of sessions without any skip
 /// the scan).
 static XACT_HOLDS: BackendLocal<bool> = BackendLocal::new(false);
@@ -47,32 +54,17 @@ pub fn note_acquired(key: Key, mode: Mode, scope: Scope) {
     if scope == Scope::Xact {
         XACT_HOLDS.set(true);
     }
-    HOLDS.with(|h| {
-        let h = h.get_or_insert_with(Holds::default);
-        let c = h.entry(key).or_default();
-        if c.iter().all(|&n| n == 0) {
-            DISTINCT.with(|d| *d += 1);
-        }
-        c[idx(mode, scope)] += 1;
-        if h.len() >= SWEEP_AT && h.len() > 2 * DISTINCT.get() {
-            h.retain(|_, c| c.iter().any(|&n| n > 0));
-        }
-    });
+    HOLDS.with(|h| h.get_or_insert(hash(key), |&k| k == key, || (key, [0; 4]))[idx(mode, scope)] += 1);
 }
 
 /// One hold given back (unlock, or the undo of a failed all-or-nothing call).
 pub fn note_released(key: Key, mode: Mode, scope: Scope) {
     HOLDS.with(|h| {
-        let Some(h) = h.as_mut() else { return };
-        if let Some(c) = h.get_mut(&key) {
+        h.update_or_remove(hash(key), |&k| k == key, |c| {
             let i = idx(mode, scope);
-            if c[i] > 0 {
-                c[i] -= 1;
-                if c.iter().all(|&n| n == 0) {
-                    DISTINCT.with(|d| *d -= 1);
-                }
-            }
-        }
+            c[i] = c[i].saturating_sub(1);
+            c.iter().any(|&n| n > 0)
+        })
     });
 }
 
@@ -86,14 +78,11 @@ pub unsafe extern "C-unwind" fn on_xact_end(event: pg_sys::XactEvent::Type, _arg
     {
         XACT_HOLDS.set(false);
         HOLDS.with(|h| {
-            if let Some(h) = h.as_mut() {
-                h.retain(|_, c| {
-                    c[2] = 0;
-                    c[3] = 0;
-                    c[0] + c[1] > 0
-                });
-                DISTINCT.set(h.len());
-            }
+            h.retain(|_, c| {
+                c[2] = 0;
+                c[3] = 0;
+                c[0] + c[1] > 0
+            });
         });
     }
 }
@@ -105,23 +94,24 @@ pub fn check_cap(key: Key) -> Result<(), ErrorReport> {
         return Ok(());
     }
     let cap = cap as usize;
-    if DISTINCT.get() < cap {
+    if HOLDS.with(|h| h.len()) < cap {
         return Ok(());
     }
-    let held = |h: &Option<Holds>| h.as_ref().and_then(|h| h.get(&key)).is_some_and(|c| c.iter().any(|&n| n > 0));
-    if HOLDS.with(|h| held(h)) {
+    if HOLDS.with(|h| h.get(hash(key), |&k| k == key).is_some()) {
         return Ok(());
     }
-    // Keep only entries with holds that the lock table still backs, then decide on the
-    // exact number. (held_by_me reads the backend's lock table, never HOLDS.)
+    // Drop the entries the lock table no longer backs, then decide on the exact number.
+    // (The lock-table lookups run outside the table's closure: nothing can unwind out of
+    // it half-changed.)
+    let keys: Vec<Key> = HOLDS.with(|h| h.keys().copied().collect());
+    let stale: Vec<Key> =
+        keys.into_iter().filter(|&k| !(lockmgr::held_by_me(k, Mode::Exclusive) || lockmgr::held_by_me(k, Mode::Shared))).collect();
     HOLDS.with(|h| {
-        let h = h.get_or_insert_with(Holds::default);
-        h.retain(|&k, c| {
-            c.iter().any(|&n| n > 0) && (lockmgr::held_by_me(k, Mode::Exclusive) || lockmgr::held_by_me(k, Mode::Shared))
-        });
-        DISTINCT.set(h.len());
+        for k in stale {
+            h.remove(hash(k), |&x| x == k);
+        }
     });
-    if DISTINCT.get() < cap {
+    if HOLDS.with(|h| h.len()) < cap {
         return Ok(());
     }
     Err(ErrorReport::new(

@@ -116,7 +116,18 @@ fn attach_dsm() -> *mut u8 {
 
 /// The registry, attaching on first use. None on PostgreSQL 15/16 without preloading
 /// (after one NOTICE per session).
+#[inline]
 pub fn get() -> Option<Registry> {
+    let mem = REGISTRY.load(Relaxed);
+    if !mem.is_null() && TRANCHE_REGISTERED.get() {
+        // SAFETY: `get_slow` attached this registry (checking its layout) earlier in
+        // this backend, and it stays mapped.
+        return Some(unsafe { Registry::attached(mem) });
+    }
+    get_slow()
+}
+
+fn get_slow() -> Option<Registry> {
     let mut mem = REGISTRY.load(Relaxed);
     if mem.is_null() && !preloaded() {
         mem = attach_dsm();

@@ -30,6 +30,7 @@ impl<'a> Text<'a> {
 /// 0 = not known yet, 1 = the database encoding is UTF-8, 2 = it is not.
 static UTF8_DB: BackendLocal<u8> = BackendLocal::new(0);
 
+#[inline]
 fn utf8_database() -> bool {
     if UTF8_DB.get() == 0 {
         // SAFETY: reads the backend's database encoding, fixed once connected.
@@ -45,6 +46,7 @@ fn utf8_database() -> bool {
 /// # Safety
 /// `p` must point to a valid varlena.
 #[cfg(target_endian = "little")]
+#[inline]
 unsafe fn inline_bytes<'a>(p: *const u8) -> Option<&'a [u8]> {
     // SAFETY (whole body): the header layouts of postgres.h/varatt.h for little-endian
     // machines; a valid varlena is at least as long as its header says.
@@ -73,6 +75,7 @@ unsafe fn inline_bytes<'a>(_p: *const u8) -> Option<&'a [u8]> {
 }
 
 impl<'a> FromDatum for Text<'a> {
+    #[inline]
     unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, typoid: pg_sys::Oid) -> Option<Self> {
         if is_null || datum.is_null() {
             return None;

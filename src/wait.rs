@@ -2,20 +2,20 @@
 //! leaving a lock behind that the call did not report as taken.
 //!
 //! The fast path is one non-waiting `LockAcquire` per key: an uncontended call costs
-//! exactly what the built-in costs. Only when a key is busy and the caller is willing to
-//! wait does the call open an internal subtransaction (as a PL/pgSQL exception block
-//! does) and wait there, with `lock_timeout` set to the time left for this call only
-//! (a GUC nest level, popped on the way out). That buys three guarantees:
+//! exactly what the built-in costs. When a key is busy:
 //!
-//! - A timeout is a clean `false`: the lock manager's 55P03 is caught and the
-//!   subtransaction rolled back, which cleans the wait queue (LockErrorCleanup).
-//! - A lock granted just as the timeout (or a cancel) fires is not lost track of: the
-//!   rollback records such a grant, and we look. On timeout it counts as acquired; on
-//!   any error that propagates it is released, so a raised call holds nothing new.
+//! - Without a per-call timeout the call waits as the built-in does, in the caller's
+//!   transaction (`wait_forever`). If the wait raises (cancel, statement_timeout, the
+//!   caller's lock_timeout, a deadlock), the call first runs the lock manager's own
+//!   clean-up, gives back a lock granted in the instant the error fired and every hold
+//!   it took, then re-raises: a raised call holds nothing new.
+//! - With a per-call timeout it opens an internal subtransaction (as a PL/pgSQL
+//!   exception block does) and waits there, with `lock_timeout` set to the time left for
+//!   this call only (a GUC nest level, popped on the way out), so that a timeout is a
+//!   clean `false`: the lock manager's 55P03 is caught and the subtransaction rolled
+//!   back, which cleans the wait queue (LockErrorCleanup). A lock granted just as the
+//!   timer fired counts as acquired; any other error is re-raised after the clean-up.
 //! - All or nothing: when a later key fails, every hold this call took is undone.
-//!
-//! Deadlock detection, cancel and statement_timeout work as usual during the wait; their
-//! errors are re-raised after the clean-up.
 
 use std::panic::AssertUnwindSafe;
 
@@ -117,44 +117,115 @@ pub fn acquire_all(keys: &[Key], mode: Mode, scope: Scope, wait: Wait, on: &mut 
         }
     }
     let Some(first) = blocked else { return true };
+    busy(keys, first, holds, mode, scope, wait, on)
+}
+
+/// One key: `acquire_all` without its per-call bookkeeping (the hot path). Returns whether
+/// the lock is held now, and what happened.
+pub fn acquire_one(key: Key, mode: Mode, scope: Scope, wait: Wait) -> (bool, Event) {
+    if let Err(e) = session::check_cap(key) {
+        e.report(PgLogLevel::ERROR);
+    }
+    let event = match lockmgr::acquire(key, mode, scope, false) {
+        Acquired::Granted => Event::Immediate(true),
+        Acquired::AlreadyHeld => Event::Immediate(false),
+        Acquired::NotAvailable => {
+            let mut event = Event::Busy;
+            let ok = busy(std::slice::from_ref(&key), 0, Vec::new(), mode, scope, wait, &mut |_, ev| event = ev);
+            return (ok, event);
+        }
+    };
+    session::note_acquired(key, mode, scope);
+    (true, event)
+}
+
+/// `keys[first]` is busy; `holds` are what this call took before it.
+fn busy(
+    keys: &[Key],
+    first: usize,
+    holds: Vec<Hold>,
+    mode: Mode,
+    scope: Scope,
+    wait: Wait,
+    on: &mut dyn FnMut(usize, Event),
+) -> bool {
     match wait {
         Wait::No => {
             on(first, Event::Busy);
             undo(&holds, mode, scope);
             false
         }
-        // SAFETY: no PostgreSQL resource of ours is half-built here.
-        Wait::Forever | Wait::Micros(_) if unsafe { pg_sys::IsInParallelMode() } => {
-            // No subtransactions in parallel mode: wait like the built-in does.
-            if let Wait::Micros(_) = wait {
-                undo(&holds, mode, scope);
-                ereport!(
-                    ERROR,
-                    PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_STATE,
-                    "cannot wait for a lock with a timeout during a parallel operation"
-                );
-            }
-            // A deadlock, cancel or timeout raises here: give back what this call took.
-            let holds = std::cell::RefCell::new(holds);
-            let holds = AssertUnwindSafe(&holds);
-            PgTryBuilder::new(AssertUnwindSafe(|| {
-                for (i, &key) in keys.iter().enumerate().skip(first) {
-                    let t0 = now();
-                    lockmgr::acquire(key, mode, scope, true);
-                    session::note_acquired(key, mode, scope);
-                    holds.borrow_mut().push(Hold { key, in_subxact: false });
-                    on(i, Event::Waited(now() - t0));
-                }
-            }))
-            .catch_others(|e| {
-                undo(&holds.borrow(), mode, scope);
-                e.rethrow()
-            })
-            .execute();
-            true
+        // SAFETY: reads a backend-global flag.
+        Wait::Micros(_) if unsafe { pg_sys::IsInParallelMode() } => {
+            // A per-call timeout needs a subtransaction, and parallel mode allows none.
+            undo(&holds, mode, scope);
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_STATE,
+                "cannot wait for a lock with a timeout during a parallel operation"
+            );
         }
-        _ => wait_in_subxact(keys, first, holds, mode, scope, wait, on),
+        Wait::Forever => wait_forever(keys, first, holds, mode, scope, on),
+        Wait::Micros(_) => wait_in_subxact(keys, first, holds, mode, scope, wait, on),
     }
+}
+
+/// Wait with no deadline of our own, as the built-in does: in the caller's transaction,
+/// no subtransaction (which would cost more than the lock itself on a contended lock, and
+/// run while holding it). Every error of the wait (cancel, statement_timeout, the caller's
+/// lock_timeout, a deadlock) propagates; before it does, this call gives back what it
+/// took, including a lock granted in the instant the error was raised.
+fn wait_forever(keys: &[Key], first: usize, holds: Vec<Hold>, mode: Mode, scope: Scope, on: &mut dyn FnMut(usize, Event)) -> bool {
+    let holds = std::cell::RefCell::new(holds);
+    // The key this call is sleeping on, if any: only that one can have been granted
+    // behind the error's back.
+    let waiting = std::cell::Cell::new(None);
+    let (h, w) = (AssertUnwindSafe(&holds), AssertUnwindSafe(&waiting));
+    PgTryBuilder::new(AssertUnwindSafe(|| {
+        for (i, &key) in keys.iter().enumerate().skip(first) {
+            // The first key was busy a moment ago: wait for it. Later ones may be free.
+            let immediate = if i == first {
+                None
+            } else {
+                if let Err(e) = session::check_cap(key) {
+                    e.report(PgLogLevel::ERROR);
+                }
+                match lockmgr::acquire(key, mode, scope, false) {
+                    Acquired::Granted => Some(Event::Immediate(true)),
+                    Acquired::AlreadyHeld => Some(Event::Immediate(false)),
+                    Acquired::NotAvailable => None,
+                }
+            };
+            let event = immediate.unwrap_or_else(|| {
+                w.set(Some(key));
+                let t0 = now();
+                lockmgr::acquire(key, mode, scope, true);
+                w.set(None);
+                Event::Waited(now() - t0)
+            });
+            session::note_acquired(key, mode, scope);
+            h.borrow_mut().push(Hold { key, in_subxact: false });
+            on(i, event);
+        }
+    }))
+    .catch_others(|e| {
+        if let Some(key) = w.get() {
+            // SAFETY: LockErrorCleanup is the first step of every (sub)transaction abort
+            // and is idempotent: it leaves the wait queue, or, when the lock was granted
+            // as the error fired, records the grant in the backend's lock table. Run now,
+            // it lets us see and undo such a grant before the error propagates. We were
+            // waiting for `key` only, so a hold of it in this mode is that grant (a hold
+            // from before the call would have made the request succeed at once).
+            unsafe { pg_sys::LockErrorCleanup() };
+            if lockmgr::held_by_me(key, mode) {
+                lockmgr::release_quiet(key, mode, scope);
+            }
+        }
+        undo(&h.borrow(), mode, scope);
+        e.rethrow()
+    })
+    .execute();
+    true
 }
 
 fn wait_in_subxact(

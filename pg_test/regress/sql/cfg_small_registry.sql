@@ -10,7 +10,7 @@ SELECT pg_sleep(0.05);
 SELECT register_lock_name('free-1') = named_lock_key('free-1') AS used_again;
 SELECT names, evictions, not_stored FROM named_lock_registry_info();
 
--- Full: a new name evicts the least recently used unheld name (a tenth, at least one).
+-- Full: a new name evicts the least recently used unheld name (a quarter, at least one).
 SELECT register_lock_name('new-17') = named_lock_key('new-17') AS registered;
 SELECT names, evictions, not_stored FROM named_lock_registry_info();
 SELECT named_lock_name(named_lock_key('free-1')) AS recently_used,
