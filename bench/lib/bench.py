@@ -151,7 +151,7 @@ class Server:
 
     def pgbench(self, script, clients, jobs, hot, keys, duration, transactions, logname):
         cmd = [os.path.join(self.bindir, "pgbench"), *self.conn, "-n", "-M", "prepared",
-               "-c", str(clients), "-j", str(jobs), "-D", f"hot={hot}"]
+               "-c", str(clients), "-j", str(jobs), "-D", f"hot={hot}", "-D", "have_name=0"]
         cmd += [a for i, k in enumerate(keys) for a in ("-D", f"k{i}={k}")]
         cmd += ["-t", str(transactions)] if transactions else ["-T", str(duration)]
         cmd += ["-f", script, "bench"]

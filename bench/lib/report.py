@@ -21,6 +21,18 @@ def _ratio(a, b):
     return a / b
 
 
+def paired_ratio(d, mode, clients, cid, base):
+    """Median over the repetitions of contender/base tps within each repetition (the
+    contenders of a repetition run back to back), so slow drifts of the machine cancel."""
+    runs = d["pgbench"]["tps"][mode][str(clients)]
+    ratios = [r for r in (_ratio(a, b) for a, b in zip(runs[cid], runs[base])) if r is not None]
+    if not ratios:
+        return None
+    ratios.sort()
+    m = len(ratios) // 2
+    return ratios[m] if len(ratios) % 2 else (ratios[m - 1] + ratios[m]) / 2
+
+
 def targets(d):
     out = []
 
@@ -46,7 +58,8 @@ def targets(d):
         what = ("pgbench uncontended (a name per client)" if mode == "uncontended"
                 else "pgbench contended (one hot name)")
         add(f"{what}, {c} client{'s' if c != '1' else ''}: lock_named tps vs built-in",
-            _ratio(a, b), ">=", limit, f"{fmt_tps(a)} vs {fmt_tps(b)} tps")
+            paired_ratio(d, mode, c, "lock_named", "builtin"), ">=", limit,
+            f"{fmt_tps(a)} vs {fmt_tps(b)} tps")
     q = d["monitoring"]["queries"]
     n = d["monitoring"]["locks"]
     for view, plain, how in (("view_count", "locks_count", "count(*)"),
@@ -137,7 +150,9 @@ def pgbench_section(d, chart):
           "Clients/threads: " + ", ".join(f"`-c {c} -j {j}`" for c, j in zip(pb["clients"], pb["jobs"]))
           + ". A transaction is the lock and the unlock as two statements (try: the unlock only when "
           "the try succeeded; xact: one autocommit statement, released at its commit). "
-          "Ratios are to the built-in of the same kind on the precomputed key.\n\n")
+          "Ratios (×) are to the built-in of the same kind on the precomputed key: the median, "
+          "over the repetitions, of the ratio within a repetition (a repetition runs every "
+          "contender back to back, in a rotated order), so slow drifts of the machine cancel.\n\n")
     for mode, title in (("uncontended", "Uncontended: a name per client (`bench-1` … `bench-8`)"),
                         ("contended", "Contended: every client on one hot name (`bench-0`)")):
         s += f"### {title}\n\n"
@@ -146,8 +161,7 @@ def pgbench_section(d, chart):
             row = [c["label"]]
             for n in pb["clients"]:
                 v = pb["median_tps"][mode][str(n)][c["id"]]
-                base = pb["median_tps"][mode][str(n)][c["base"]]
-                row += [fmt_tps(v), fmt_ratio(_ratio(v, base))]
+                row += [fmt_tps(v), fmt_ratio(paired_ratio(d, mode, n, c["id"], c["base"]))]
             rows.append(row)
         head = ["contender"]
         for n in pb["clients"]:
@@ -285,7 +299,8 @@ def markdown(d, chart, tlist=None):
                + [["empty loop (subtracted)", "`length(name) > 0`"]], ["l", "l"]) + "\n"
     s += ("pgbench scripts (`bench/pgbench/`): the same prologue is prepended to every script, so "
           "each contender does the same client-side work; `:k` is the precomputed key of the "
-          "name `'bench-' || :id`.\n\n```\n" + d["pgbench"]["prologue"].strip() + "\n```\n\n")
+          "name `'bench-' || :id`, and `:name` that name, fetched once per client and then passed "
+          "as a bind parameter.\n\n```\n" + d["pgbench"]["prologue"].strip() + "\n```\n\n")
     for c in d["contenders"]:
         s += f"**{c['label']}** (`bench/pgbench/{c['id']}.sql`)\n\n```sql\n{d['pgbench']['bodies'][c['id']].strip()}\n```\n\n"
     s += ("The PL/pgSQL wrapper (`bench/sql/setup.sql`):\n\n```sql\n"

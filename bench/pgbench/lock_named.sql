@@ -1,3 +1,3 @@
 -- 5. this extension
-SELECT lock_named('bench-' || :id);
-SELECT unlock_named('bench-' || :id);
+SELECT lock_named(:name);
+SELECT unlock_named(:name);

@@ -1,5 +1,5 @@
 -- 5. this extension, try; unlock only when taken
-SELECT try_lock_named('bench-' || :id) AS got \gset
+SELECT try_lock_named(:name) AS got \gset
 \if :got
-SELECT unlock_named('bench-' || :id);
+SELECT unlock_named(:name);
 \endif
