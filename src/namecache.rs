@@ -98,6 +98,7 @@ static LAST: BackendLocal<(u64, usize, [u8; LAST_BYTES], Option<Memo>)> =
     BackendLocal::new((0, 0, [0; LAST_BYTES], None));
 
 /// md5 of `name` (memoised), and the registry slot last seen for it.
+#[inline]
 pub fn lookup(name: &str) -> Memo {
     let b = name.as_bytes();
     let f = fingerprint(b);
@@ -108,6 +109,12 @@ pub fn lookup(name: &str) -> Memo {
     if let Some(m) = last {
         return m;
     }
+    compute(b, f)
+}
+
+/// A name in neither the memo nor LAST: its md5, remembered in one of them.
+#[inline(never)]
+fn compute(b: &[u8], f: u64) -> Memo {
     let memo = Memo { hash: NameHash::of(b), slot: None };
     if seen_before(f) {
         MEMO.with(|m| {
@@ -159,14 +166,21 @@ pub fn hash(name: &str) -> NameHash {
     lookup(name).hash
 }
 
-/// Remember the registry slot of `name` (valid while the generation is `generation`).
+/// Remember the registry slot of `name` (valid while the generation is `generation`),
+/// in the memo or in LAST, wherever the name is.
 pub fn set_slot(name: &str, slot: i32, generation: u64) {
     let b = name.as_bytes();
-    MEMO.with(|m| {
-        if let Some(e) = m.get_mut(fingerprint(b), |k| same_bytes(k, b)) {
-            e.slot = Some((slot, generation));
-        }
+    let f = fingerprint(b);
+    let in_memo = MEMO.with(|m| {
+        m.get_mut(f, |k| same_bytes(k, b)).map(|e| e.slot = Some((slot, generation))).is_some()
     });
+    if !in_memo {
+        LAST.with(|(lf, len, bytes, memo)| {
+            if let Some(m) = memo.as_mut().filter(|_| *lf == f && same_bytes(&bytes[..*len], b)) {
+                m.slot = Some((slot, generation));
+            }
+        });
+    }
 }
 
 #[cfg(test)]

@@ -88,15 +88,18 @@ pub unsafe extern "C-unwind" fn on_xact_end(event: pg_sys::XactEvent::Type, _arg
 }
 
 /// Ok when taking `key` keeps this session within the cap.
+#[inline(always)]
 pub fn check_cap(key: Key) -> Result<(), ErrorReport> {
     let cap = guc::MAX_LOCKS_PER_SESSION.get();
-    if cap <= 0 {
+    if cap <= 0 || HOLDS.with(|h| h.len()) < cap as usize {
         return Ok(());
     }
-    let cap = cap as usize;
-    if HOLDS.with(|h| h.len()) < cap {
-        return Ok(());
-    }
+    check_cap_at(key, cap as usize)
+}
+
+/// `check_cap` for a session at its cap (as far as the table knows).
+#[cold]
+fn check_cap_at(key: Key, cap: usize) -> Result<(), ErrorReport> {
     if HOLDS.with(|h| h.get(hash(key), |&k| k == key).is_some()) {
         return Ok(());
     }

@@ -116,7 +116,7 @@ fn attach_dsm() -> *mut u8 {
 
 /// The registry, attaching on first use. None on PostgreSQL 15/16 without preloading
 /// (after one NOTICE per session).
-#[inline]
+#[inline(always)]
 pub fn get() -> Option<Registry> {
     let mem = REGISTRY.load(Relaxed);
     if !mem.is_null() && TRANCHE_REGISTERED.get() {

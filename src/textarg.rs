@@ -75,7 +75,7 @@ unsafe fn inline_bytes<'a>(_p: *const u8) -> Option<&'a [u8]> {
 }
 
 impl<'a> FromDatum for Text<'a> {
-    #[inline]
+    #[inline(always)]
     unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, typoid: pg_sys::Oid) -> Option<Self> {
         if is_null || datum.is_null() {
             return None;
