@@ -123,20 +123,31 @@ pub fn acquire_all(keys: &[Key], mode: Mode, scope: Scope, wait: Wait, on: &mut 
 /// One key: `acquire_all` without its per-call bookkeeping (the hot path). Returns whether
 /// the lock is held now, and what happened.
 pub fn acquire_one(key: Key, mode: Mode, scope: Scope, wait: Wait) -> (bool, Event) {
+    match try_key(key, mode, scope) {
+        Some(event) => {
+            session::note_acquired(key, mode, scope);
+            (true, event)
+        }
+        None => {
+            let mut event = Event::Busy;
+            let ok = busy(std::slice::from_ref(&key), 0, Vec::new(), mode, scope, wait, &mut |_, ev| event = ev);
+            (ok, event)
+        }
+    }
+}
+
+/// Within the cap (else ERROR 53400), take `key` if it is free: the event, or None when
+/// it is busy.
+#[inline]
+fn try_key(key: Key, mode: Mode, scope: Scope) -> Option<Event> {
     if let Err(e) = session::check_cap(key) {
         e.report(PgLogLevel::ERROR);
     }
-    let event = match lockmgr::acquire(key, mode, scope, false) {
-        Acquired::Granted => Event::Immediate(true),
-        Acquired::AlreadyHeld => Event::Immediate(false),
-        Acquired::NotAvailable => {
-            let mut event = Event::Busy;
-            let ok = busy(std::slice::from_ref(&key), 0, Vec::new(), mode, scope, wait, &mut |_, ev| event = ev);
-            return (ok, event);
-        }
-    };
-    session::note_acquired(key, mode, scope);
-    (true, event)
+    match lockmgr::acquire(key, mode, scope, false) {
+        Acquired::Granted => Some(Event::Immediate(true)),
+        Acquired::AlreadyHeld => Some(Event::Immediate(false)),
+        Acquired::NotAvailable => None,
+    }
 }
 
 /// `keys[first]` is busy; `holds` are what this call took before it.
@@ -184,18 +195,7 @@ fn wait_forever(keys: &[Key], first: usize, holds: Vec<Hold>, mode: Mode, scope:
     PgTryBuilder::new(AssertUnwindSafe(|| {
         for (i, &key) in keys.iter().enumerate().skip(first) {
             // The first key was busy a moment ago: wait for it. Later ones may be free.
-            let immediate = if i == first {
-                None
-            } else {
-                if let Err(e) = session::check_cap(key) {
-                    e.report(PgLogLevel::ERROR);
-                }
-                match lockmgr::acquire(key, mode, scope, false) {
-                    Acquired::Granted => Some(Event::Immediate(true)),
-                    Acquired::AlreadyHeld => Some(Event::Immediate(false)),
-                    Acquired::NotAvailable => None,
-                }
-            };
+            let immediate = if i == first { None } else { try_key(key, mode, scope) };
             let event = immediate.unwrap_or_else(|| {
                 w.set(Some(key));
                 let t0 = now();
@@ -257,15 +257,11 @@ fn wait_in_subxact(
     let result: Result<(), CaughtError> = PgTryBuilder::new(AssertUnwindSafe(|| {
         while next < keys.len() {
             let key = keys[next];
-            if let Err(e) = session::check_cap(key) {
-                e.report(PgLogLevel::ERROR);
-            }
             // Keys after the one we had to wait for may well be free: only a real wait
             // counts as one.
-            let event = match lockmgr::acquire(key, mode, scope, false) {
-                Acquired::Granted => Event::Immediate(true),
-                Acquired::AlreadyHeld => Event::Immediate(false),
-                Acquired::NotAvailable => {
+            let event = match try_key(key, mode, scope) {
+                Some(event) => event,
+                None => {
                     if let Some(d) = deadline {
                         let left_ms = (d - now() + 999) / 1000;
                         if left_ms <= 0 {
