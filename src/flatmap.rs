@@ -80,32 +80,27 @@ impl<K, V> FlatMap<K, V> {
     /// The value of the key, inserted as `make()` first when absent: one probe either way.
     #[inline]
     pub fn get_or_insert(&mut self, h: u64, eq: impl Fn(&K) -> bool, make: impl FnOnce() -> (K, V)) -> &mut V {
+        // keep room for an insert, so one probe, stopping at the key or at the empty
+        // slot where it goes, serves both cases
+        if (self.len + 1) * 2 > self.hashes.len() {
+            self.grow();
+        }
         let h = h | 1;
-        if !self.hashes.is_empty() && (self.len + 1) * 2 <= self.hashes.len() {
-            // room for an insert: probe once, stopping at the key or the empty slot
-            let mask = self.hashes.len() - 1;
-            let mut i = self.start(h);
-            loop {
-                let s = self.hashes[i];
-                if s == EMPTY {
-                    let (k, v) = make();
-                    self.hashes[i] = h;
-                    self.entries[i] = Some((k, v));
-                    self.len += 1;
-                    break;
-                }
-                if s == h && self.entries[i].as_ref().is_some_and(|(k, _)| eq(k)) {
-                    break;
-                }
-                i = (i + 1) & mask;
+        let mask = self.hashes.len() - 1;
+        let mut i = self.start(h);
+        loop {
+            let s = self.hashes[i];
+            if s == EMPTY {
+                self.hashes[i] = h;
+                self.entries[i] = Some(make());
+                self.len += 1;
+                break;
             }
-            return self.entries[i].as_mut().map(|(_, v)| v).expect("present");
+            if s == h && self.entries[i].as_ref().is_some_and(|(k, _)| eq(k)) {
+                break;
+            }
+            i = (i + 1) & mask;
         }
-        if self.find(h, &eq).is_none() {
-            let (k, v) = make();
-            self.insert_new(h, k, v);
-        }
-        let i = self.find(h, eq).expect("present");
         self.entries[i].as_mut().map(|(_, v)| v).expect("present")
     }
 

@@ -209,7 +209,10 @@ fn record_one(reg: Registry, kind: Kind, slot: i32, ev: Event, ok: bool, at: i64
 /// `unlock_named(name)`: release one session hold; false (with the lock manager's
 /// WARNING) when not held. Only the key is needed, not a full `Target`.
 pub fn release_named(name: Option<&str>, mode: Mode) -> bool {
-    let key = Key::Int64(namecache::lookup(require_lockable(name, "name")).hash.key64());
+    release_key(Key::Int64(namecache::lookup(require_lockable(name, "name")).hash.key64()), mode)
+}
+
+fn release_key(key: Key, mode: Mode) -> bool {
     let released = lockmgr::release(key, mode);
     if released {
         crate::session::note_released(key, mode, Scope::Session);
@@ -220,12 +223,5 @@ pub fn release_named(name: Option<&str>, mode: Mode) -> bool {
 /// Release one session hold of each target; the number released (a target not held
 /// gets the lock manager's WARNING and does not count).
 pub fn release(targets: &[Target], mode: Mode) -> i32 {
-    let mut released = 0;
-    for t in targets {
-        if lockmgr::release(t.key, mode) {
-            crate::session::note_released(t.key, mode, Scope::Session);
-            released += 1;
-        }
-    }
-    released
+    targets.iter().filter(|t| release_key(t.key, mode)).count() as i32
 }

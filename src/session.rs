@@ -5,9 +5,8 @@
 //! lock functions keep a backend-local count of the holds they take and give back, per
 //! key, mode and level (transaction holds are dropped when the transaction ends), in a
 //! table of the keys held, so the number of distinct keys is its size, known without
-//! touching shared memory. Holds that vanish
-//! behind our back (pg_advisory_unlock_all(), a rolled-back subtransaction) can only
-//! make that number too high; before refusing, the entries are checked against the
+//! touching shared memory. Holds that vanish behind our back (pg_advisory_unlock_all(),
+//! a rolled-back subtransaction) can only make that number too high; before refusing, the entries are checked against the
 //! backend's own lock table and stale ones dropped, so a refusal is always exact.
 
 use pgrx::pg_sys;

@@ -78,43 +78,21 @@ pub fn acquire_all(keys: &[Key], mode: Mode, scope: Scope, wait: Wait, on: &mut 
     let mut holds: Vec<Hold> = Vec::new();
     let mut blocked = None;
     for (i, &key) in keys.iter().enumerate() {
-        if let Err(e) = session::check_cap(key) {
-            undo(&holds, mode, scope);
-            e.report(PgLogLevel::ERROR);
-        }
-        // One key: nothing to undo if it is granted, so no bookkeeping (the hot path).
-        let single = keys.len() == 1;
-        let acquired = if single {
-            lockmgr::acquire(key, mode, scope, false)
-        } else {
-            // A full shared lock table raises 53200 here: give back what this call took.
-            PgTryBuilder::new(AssertUnwindSafe(|| lockmgr::acquire(key, mode, scope, false)))
-                .catch_others(|e| {
-                    undo(&holds, mode, scope);
-                    e.rethrow()
-                })
-                .execute()
+        // The cap (53400) or a full shared lock table (53200) raises here: give back
+        // what this call took. (One key never comes here: that is `acquire_one`.)
+        let event = PgTryBuilder::new(AssertUnwindSafe(|| try_key(key, mode, scope)))
+            .catch_others(|e| {
+                undo(&holds, mode, scope);
+                e.rethrow()
+            })
+            .execute();
+        let Some(event) = event else {
+            blocked = Some(i);
+            break;
         };
-        match acquired {
-            Acquired::Granted => {
-                session::note_acquired(key, mode, scope);
-                if !single {
-                    holds.push(Hold { key, in_subxact: false });
-                }
-                on(i, Event::Immediate(true));
-            }
-            Acquired::AlreadyHeld => {
-                session::note_acquired(key, mode, scope);
-                if !single {
-                    holds.push(Hold { key, in_subxact: false });
-                }
-                on(i, Event::Immediate(false));
-            }
-            Acquired::NotAvailable => {
-                blocked = Some(i);
-                break;
-            }
-        }
+        session::note_acquired(key, mode, scope);
+        holds.push(Hold { key, in_subxact: false });
+        on(i, event);
     }
     let Some(first) = blocked else { return true };
     busy(keys, first, holds, mode, scope, wait, on)
