@@ -353,3 +353,45 @@ fn names_of_other_roles_locks_are_private() {
     assert_eq!(seen, 1);
     assert!(boolean(&mut alice, "SELECT unlock_named('ms-secret-plan')"));
 }
+
+/// (immediate acquisitions, waits, total wait ms) of one name.
+fn counts(c: &mut Client, name: &str) -> (i64, i64, f64) {
+    let r = c
+        .query_one(
+            "SELECT immediate_acquisitions, waits, total_wait_ms FROM named_lock_stats WHERE lock_name = $1",
+            &[&name],
+        )
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2))
+}
+
+/// A lock last taken by another session makes `lock_named` wait at once instead of trying
+/// first; whether it then slept is read from the lock manager, so a free lock still
+/// counts as an immediate acquisition and only a real wait as a wait.
+#[test]
+fn only_a_real_wait_counts_as_one() {
+    let mut a = session();
+    let mut b = session();
+    let mut obs = session();
+    let name = "ms-handoff";
+    a.execute("SELECT lock_named($1)", &[&name]).unwrap();
+    assert!(boolean(&mut a, "SELECT unlock_named('ms-handoff')"));
+    // the last grant went to `a`: b's call goes straight to a waiting request, which the
+    // free lock grants at once
+    b.execute("SELECT lock_named($1)", &[&name]).unwrap();
+    assert_eq!(counts(&mut obs, name), (2, 0, 0.0));
+    // now `a` really waits for b, through the same path
+    let apid = pid(&mut a);
+    let waiter = thread::spawn(move || {
+        a.execute("SELECT lock_named('ms-handoff')", &[]).unwrap();
+        a
+    });
+    wait_until_waiting(&mut obs, apid);
+    thread::sleep(Duration::from_millis(50));
+    assert!(boolean(&mut b, "SELECT unlock_named('ms-handoff')"));
+    let mut a = waiter.join().unwrap();
+    let (immediate, waits, total_ms) = counts(&mut obs, name);
+    assert_eq!((immediate, waits), (2, 1));
+    assert!(total_ms >= 50.0, "the wait lasted at least 50 ms, recorded {total_ms}");
+    assert!(boolean(&mut a, "SELECT unlock_named('ms-handoff')"));
+}

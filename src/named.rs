@@ -148,7 +148,13 @@ fn acquire_one(t: &Target, mode: Mode, scope: Scope, wait: Wait) -> bool {
     // One clock read per call, for the registry's LRU order and "last acquired" alike.
     let now = coarse_now();
     let slot = t.remember(reg, now);
-    let (ok, event) = wait::acquire_one(t.key, mode, scope, wait);
+    // SAFETY: a plain read of a backend-global.
+    let me = unsafe { pg_sys::MyProcPid };
+    let likely_busy = match (reg, slot) {
+        (Some(reg), Some(slot)) => reg.held_by_other(slot, me),
+        _ => false,
+    };
+    let (ok, event) = wait::acquire_one(t.key, mode, scope, wait, likely_busy);
     if let (Some(reg), Some(slot)) = (reg, slot) {
         record_one(reg, t.reg.kind, slot, event, ok, now, guc::TRACK_STATS.get());
     }

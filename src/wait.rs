@@ -49,6 +49,19 @@ pub enum Event {
     TimedOut,
 }
 
+/// When the lock manager last started this backend's deadlock timer: ProcSleep does so
+/// each time it puts a backend to sleep on a lock (in a hot standby's backends too; only
+/// the startup process, which takes no advisory locks, skips it).
+fn wait_started() -> i64 {
+    extern "C-unwind" {
+        /// timeout.c; TimeoutId is a C enum, DEADLOCK_TIMEOUT = 1 in PostgreSQL 15 to 18.
+        fn get_timeout_start_time(id: std::ffi::c_int) -> pg_sys::TimestampTz;
+    }
+    const DEADLOCK_TIMEOUT: std::ffi::c_int = 1;
+    // SAFETY: reads one field of timeout.c's static array; cannot raise.
+    unsafe { get_timeout_start_time(DEADLOCK_TIMEOUT) }
+}
+
 fn now() -> i64 {
     // SAFETY: reads the clock.
     unsafe { pg_sys::GetCurrentTimestamp() }
@@ -99,19 +112,41 @@ pub fn acquire_all(keys: &[Key], mode: Mode, scope: Scope, wait: Wait, on: &mut 
 }
 
 /// One key: `acquire_all` without its per-call bookkeeping (the hot path). Returns whether
-/// the lock is held now, and what happened.
-pub fn acquire_one(key: Key, mode: Mode, scope: Scope, wait: Wait) -> (bool, Event) {
+/// the lock is held now, and what happened. `likely_busy`: another backend had the lock
+/// last; a call that may wait then goes straight to the wait, since on a contended lock
+/// the non-waiting attempt first is a second round of lock-table work (under a
+/// partition lock every waiter competes for) that fails.
+#[inline]
+pub fn acquire_one(key: Key, mode: Mode, scope: Scope, wait: Wait, likely_busy: bool) -> (bool, Event) {
+    if likely_busy && wait == Wait::Forever {
+        return wait_one(key, mode, scope);
+    }
     match try_key(key, mode, scope) {
         Some(event) => {
             session::note_acquired(key, mode, scope);
             (true, event)
         }
-        None => {
-            let mut event = Event::Busy;
-            let ok = busy(std::slice::from_ref(&key), 0, Vec::new(), mode, scope, wait, &mut |_, ev| event = ev);
-            (ok, event)
-        }
+        None => busy_one(key, mode, scope, wait),
     }
+}
+
+/// `acquire_one` of a key that is likely busy, for a call without a timeout. Kept out of
+/// line, as is `busy_one`: inlined, their error handling would weigh on every call.
+#[inline(never)]
+fn wait_one(key: Key, mode: Mode, scope: Scope) -> (bool, Event) {
+    if let Err(e) = session::check_cap(key) {
+        e.report(PgLogLevel::ERROR);
+    }
+    let mut event = Event::Busy;
+    let ok = wait_forever(std::slice::from_ref(&key), 0, Vec::new(), mode, scope, &mut |_, ev| event = ev);
+    (ok, event)
+}
+
+#[inline(never)]
+fn busy_one(key: Key, mode: Mode, scope: Scope, wait: Wait) -> (bool, Event) {
+    let mut event = Event::Busy;
+    let ok = busy(std::slice::from_ref(&key), 0, Vec::new(), mode, scope, wait, &mut |_, ev| event = ev);
+    (ok, event)
 }
 
 /// Within the cap (else ERROR 53400), take `key` if it is free: the event, or None when
@@ -172,14 +207,21 @@ fn wait_forever(keys: &[Key], first: usize, holds: Vec<Hold>, mode: Mode, scope:
     let (h, w) = (AssertUnwindSafe(&holds), AssertUnwindSafe(&waiting));
     PgTryBuilder::new(AssertUnwindSafe(|| {
         for (i, &key) in keys.iter().enumerate().skip(first) {
-            // The first key was busy a moment ago: wait for it. Later ones may be free.
+            // The first key was (or is likely) busy: wait for it. Later ones may be free.
             let immediate = if i == first { None } else { try_key(key, mode, scope) };
             let event = immediate.unwrap_or_else(|| {
                 w.set(Some(key));
-                let t0 = now();
-                lockmgr::acquire(key, mode, scope, true);
+                let started = wait_started();
+                let got = lockmgr::acquire(key, mode, scope, true);
                 w.set(None);
-                Event::Waited(now() - t0)
+                // The lock manager starts the deadlock timer when, and only when, it puts
+                // the backend to sleep: the timer's start time tells a wait (and when it
+                // began) from a grant at once, without reading the clock twice.
+                match (wait_started(), got) {
+                    (t, _) if t != started => Event::Waited(now() - t),
+                    (_, Acquired::AlreadyHeld) => Event::Immediate(false),
+                    _ => Event::Immediate(true),
+                }
             });
             session::note_acquired(key, mode, scope);
             h.borrow_mut().push(Hold { key, in_subxact: false });

@@ -266,8 +266,12 @@ def test_three_session_deadlock_one_victim_survivors_hold_exactly_their_locks(cl
     start(s3, "SELECT lock_named(%s)", (n["a"],), [(tag["a"], "session")])
     s3.unlock[tag["a"]] = ("SELECT unlock_named(%s)", (n["a"],))
 
-    # deadlock_timeout is 100ms: the detector picks one victim.
-    wait_until(lambda: any(s.bg.done() for s in model.sessions), what="the deadlock to be detected")
+    # deadlock_timeout is 100ms: the detector picks one victim. Wait for its error, not
+    # for the first call to end: the victim's abort releases its transaction locks
+    # before its error reaches the client, so a session it blocked (S2, on c) can finish
+    # first.
+    wait_until(lambda: any(s.bg.done() and s.bg.error is not None for s in model.sessions),
+               what="the deadlock to be detected")
     victims = [s for s in model.sessions if s.bg.done() and s.bg.error is not None]
     assert len(victims) == 1, [(s.name, s.bg.error) for s in model.sessions if s.bg.done()]
     victim = victims[0]
