@@ -4,7 +4,6 @@
 //! `('x' || substr(md5(name), 1, 16))::bit(64)::bigint`, so the hash runs over the raw
 //! bytes of the text exactly as stored (which is UTF-8 in a UTF8 database).
 
-use md5::{Digest, Md5};
 use pgrx::prelude::*;
 
 use crate::names;
@@ -17,7 +16,7 @@ pub struct NameHash([u8; 16]);
 
 impl NameHash {
     pub fn of(name: &[u8]) -> Self {
-        NameHash(Md5::digest(name).into())
+        NameHash(crate::md5::digest(name))
     }
 
     /// First 8 bytes as a signed big-endian int64: `named_lock_key`.

@@ -25,6 +25,7 @@ pub mod flatmap;
 pub mod guc;
 pub mod keys;
 pub mod lockmgr;
+pub mod md5;
 pub mod monitor;
 pub mod named;
 pub mod namecache;

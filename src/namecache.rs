@@ -63,6 +63,8 @@ pub type FxBuild = BuildHasherDefault<Fx>;
 pub struct Memo {
     pub hash: NameHash,
     pub slot: Option<(i32, u64)>,
+    /// the name's memo fingerprint, for `set_slot`
+    pub fp: u64,
 }
 
 static MEMO: BackendLocal<FlatMap<Box<[u8]>, Memo>> = BackendLocal::new(FlatMap::new());
@@ -115,7 +117,10 @@ pub fn lookup(name: &str) -> Memo {
 /// A name in neither the memo nor LAST: its md5, remembered in one of them.
 #[inline(never)]
 fn compute(b: &[u8], f: u64) -> Memo {
-    let memo = Memo { hash: NameHash::of(b), slot: None };
+    // The md5 is a long chain of arithmetic: the line `seen_before` reads after it,
+    // likely not in cache under a stream of new names, loads meanwhile.
+    SEEN.with(|seen| crate::registry::prefetch(seen[seen_index(f)..].as_ptr().cast()));
+    let memo = Memo { hash: NameHash::of(b), slot: None, fp: f };
     if seen_before(f) {
         MEMO.with(|m| {
             if m.len() >= CAPACITY {
@@ -143,13 +148,18 @@ fn compute(b: &[u8], f: u64) -> Memo {
 const SEEN_SLOTS: usize = CAPACITY;
 static SEEN: BackendLocal<[u64; SEEN_SLOTS]> = BackendLocal::new([0; SEEN_SLOTS]);
 
+/// The first way of the set of fingerprint `f` (the two ways of a set share a cache line).
+#[inline]
+fn seen_index(f: u64) -> usize {
+    ((f | 1) >> 40) as usize % SEEN_SLOTS & !1
+}
+
 /// Whether the name with fingerprint `f` was seen before (and forget it then); otherwise
 /// note it.
 fn seen_before(f: u64) -> bool {
     let f = f | 1; // never 0, the empty slot
     SEEN.with(|seen| {
-        // the two ways of a set share a cache line
-        let i = (f >> 40) as usize % SEEN_SLOTS & !1;
+        let i = seen_index(f);
         let set = &mut seen[i..i + 2];
         if let Some(slot) = set.iter_mut().find(|s| **s == f) {
             *slot = 0;
@@ -167,17 +177,21 @@ pub fn hash(name: &str) -> NameHash {
 }
 
 /// Remember the registry slot of `name` (valid while the generation is `generation`),
-/// in the memo or in LAST, wherever the name is.
-pub fn set_slot(name: &str, slot: i32, generation: u64) {
+/// in LAST or in the memo, wherever the name is. `fp`: the `fp` its `lookup` returned.
+pub fn set_slot(name: &str, fp: u64, slot: i32, generation: u64) {
     let b = name.as_bytes();
-    let f = fingerprint(b);
-    let in_memo = MEMO.with(|m| {
-        m.get_mut(f, |k| same_bytes(k, b)).map(|e| e.slot = Some((slot, generation))).is_some()
+    // LAST first: a name gets its first slot right after its first lookup, which left it there.
+    let in_last = LAST.with(|(lf, len, bytes, memo)| match memo.as_mut() {
+        Some(m) if *lf == fp && same_bytes(&bytes[..*len], b) => {
+            m.slot = Some((slot, generation));
+            true
+        }
+        _ => false,
     });
-    if !in_memo {
-        LAST.with(|(lf, len, bytes, memo)| {
-            if let Some(m) = memo.as_mut().filter(|_| *lf == f && same_bytes(&bytes[..*len], b)) {
-                m.slot = Some((slot, generation));
+    if !in_last {
+        MEMO.with(|m| {
+            if let Some(e) = m.get_mut(fp, |k| same_bytes(k, b)) {
+                e.slot = Some((slot, generation));
             }
         });
     }

@@ -24,6 +24,8 @@ pub struct Target<'a> {
     label: Label<'a>,
     /// registry slot remembered for this name by this backend, with its generation
     hint: Option<(i32, u64)>,
+    /// the name memo's fingerprint of a bigint name (for `namecache::set_slot`)
+    fp: u64,
 }
 
 impl<'a> Target<'a> {
@@ -32,11 +34,18 @@ impl<'a> Target<'a> {
         let n = require_lockable(name, "name");
         let memo = namecache::lookup(n);
         let h = memo.hash;
+        if memo.slot.is_none() {
+            // Likely a name new to the registry too: its insert reads this bucket first.
+            if let Some(reg) = shmem::get() {
+                reg.prefetch_bucket(Kind::Bigint, h.key64());
+            }
+        }
         Target {
             key: Key::Int64(h.key64()),
             reg: RegKey { kind: Kind::Bigint, key: h.key64(), check: h.check64() },
             label: Label::Name(Cow::Borrowed(n)),
             hint: memo.slot,
+            fp: memo.fp,
         }
     }
 
@@ -54,6 +63,7 @@ impl<'a> Target<'a> {
             },
             label: Label::Pair(Cow::Borrowed(ns), Cow::Borrowed(n)),
             hint: None,
+            fp: 0,
         }
     }
 
@@ -68,11 +78,12 @@ impl<'a> Target<'a> {
             reg: RegKey { kind: Kind::Namespace, key: h.key32() as i64, check: h.check32() as u64 },
             label: Label::Name(Cow::Borrowed(ns)),
             hint: None,
+            fp: 0,
         }
     }
 
     fn into_owned(self) -> Target<'static> {
-        Target { key: self.key, reg: self.reg, label: self.label.into_owned(), hint: self.hint }
+        Target { key: self.key, reg: self.reg, label: self.label.into_owned(), hint: self.hint, fp: self.fp }
     }
 
     /// Remember the name, used at `now`; the registry slot when it is stored under this name.
@@ -83,7 +94,7 @@ impl<'a> Target<'a> {
                 if let (Kind::Bigint, Label::Name(n)) = (self.reg.kind, &self.label) {
                     let generation = reg.generation();
                     if self.hint != Some((s, generation)) {
-                        namecache::set_slot(n, s, generation);
+                        namecache::set_slot(n, self.fp, s, generation);
                     }
                 }
                 Some(s)
@@ -151,7 +162,7 @@ fn acquire_one(t: &Target, mode: Mode, scope: Scope, wait: Wait) -> bool {
     // SAFETY: a plain read of a backend-global.
     let me = unsafe { pg_sys::MyProcPid };
     let likely_busy = match (reg, slot) {
-        (Some(reg), Some(slot)) => reg.held_by_other(slot, me),
+        (Some(reg), Some(slot)) => reg.likely_busy(slot, me),
         _ => false,
     };
     let (ok, event) = wait::acquire_one(t.key, mode, scope, wait, likely_busy);
@@ -183,7 +194,7 @@ fn record_one(reg: Registry, kind: Kind, slot: i32, ev: Event, ok: bool, at: i64
     // A (namespace, id) entry stands for many locks: no single holder to record.
     if matches!(ev, Event::Immediate(true) | Event::Waited(_)) && kind != Kind::Namespace {
         // SAFETY: a plain read of a backend-global.
-        reg.note_granted(slot, unsafe { pg_sys::MyProcPid }, at);
+        reg.note_granted(slot, unsafe { pg_sys::MyProcPid }, at, matches!(ev, Event::Waited(_)));
     }
     if !track {
         return;

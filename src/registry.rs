@@ -29,7 +29,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
@@ -122,8 +122,12 @@ struct Meta {
 pub struct Entry {
     // identity: written only under the exclusive lock
     truncated: bool,
-    name_len: u16,
     // atomics, see the locking rules
+    /// whether the last grant of this lock came after a wait (a contention hint)
+    contended: AtomicBool,
+    // identity
+    name_len: u16,
+    // atomics
     role: AtomicU32,
     held_by: AtomicI32,
     held_since: AtomicI64,
@@ -518,17 +522,24 @@ impl Registry {
         }
     }
 
-    /// Whether the last grant recorded for `slot` went to a backend other than `pid`
-    /// (a hint of contention: the record is not cleared on release).
+    /// Whether a request by `pid` for the lock named by `slot` will likely have to wait:
+    /// its last grant went to another backend, or came after a wait. (A hint only: the
+    /// record is not cleared on release.)
     #[inline]
-    pub fn held_by_other(&self, slot: i32, pid: i32) -> bool {
-        let h = self.slot(slot).held_by.load(Relaxed);
-        h != 0 && h != pid
+    pub fn likely_busy(&self, slot: i32, pid: i32) -> bool {
+        let e = self.slot(slot);
+        let h = e.held_by.load(Relaxed);
+        (h != 0 && h != pid) || e.contended.load(Relaxed)
     }
 
-    /// Record that `pid` has just been granted the lock named by `slot`.
-    pub fn note_granted(&self, slot: i32, pid: i32, at: i64) {
+    /// Record that `pid` has just been granted the lock named by `slot`, after a wait or
+    /// not.
+    pub fn note_granted(&self, slot: i32, pid: i32, at: i64, waited: bool) {
         let e = self.slot(slot);
+        // stored only on change, like the rest: a hot lock's line is shared by everyone
+        if e.contended.load(Relaxed) != waited {
+            e.contended.store(waited, Relaxed);
+        }
         if e.held_by.load(Relaxed) != pid {
             e.held_by.store(pid, Relaxed);
         }
@@ -574,6 +585,7 @@ impl Registry {
                 e.name[..stored.len()].copy_from_slice(stored.as_bytes());
                 e.held_by.store(0, Relaxed);
                 e.held_since.store(0, Relaxed);
+                e.contended.store(false, Relaxed);
                 reset_stats(&e.stats);
                 let b = self.bucket(self.bucket_of(rk.kind, rk.key));
                 m.next = *b;
@@ -606,9 +618,10 @@ impl Registry {
         }
     }
 
-    /// Start loading the bucket a lookup of this key reads.
+    /// Start loading the bucket a lookup of this key reads (done as soon as a new name's
+    /// key is known, so that the load overlaps the work before the registry visit).
     #[inline]
-    fn prefetch_bucket(&self, kind: Kind, key: i64) {
+    pub fn prefetch_bucket(&self, kind: Kind, key: i64) {
         prefetch(self.bucket(self.bucket_of(kind, key)).cast());
     }
 
@@ -642,12 +655,15 @@ impl Registry {
         const SAMPLE: usize = 1024;
         let sample_of = |step: usize| {
             let mut sample = Vec::new();
-            let mut count = 0usize;
+            let (mut count, mut skip) = (0usize, 0usize);
             for s in 0..cap {
                 if let Some(c) = candidate(s) {
-                    if count % step == 0 {
+                    // every step-th candidate (a countdown: a division per slot showed)
+                    if skip == 0 {
                         sample.push(c);
+                        skip = step;
                     }
+                    skip -= 1;
                     count += 1;
                 }
             }
@@ -822,7 +838,7 @@ fn reset_stats(s: &Stats) {
 
 /// Ask the CPU to start loading the cache line at `p` (a hint: it never faults).
 #[inline(always)]
-fn prefetch(p: *const u8) {
+pub fn prefetch(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: PREFETCHT0 does not access memory architecturally and cannot fault.
     unsafe {

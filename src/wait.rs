@@ -137,9 +137,45 @@ fn wait_one(key: Key, mode: Mode, scope: Scope) -> (bool, Event) {
     if let Err(e) = session::check_cap(key) {
         e.report(PgLogLevel::ERROR);
     }
-    let mut event = Event::Busy;
-    let ok = wait_forever(std::slice::from_ref(&key), 0, Vec::new(), mode, scope, &mut |_, ev| event = ev);
-    (ok, event)
+    // `wait_forever` for one key, without its list of holds to undo: nothing else is
+    // held by this call, and nothing after the grant can raise.
+    let event = PgTryBuilder::new(|| wait_for(key, mode, scope))
+        .catch_others(|e| {
+            give_back_edge_grant(key, mode, scope);
+            e.rethrow()
+        })
+        .execute();
+    session::note_acquired(key, mode, scope);
+    (true, event)
+}
+
+/// Request `key` and sleep until it is granted; what happened, for the statistics.
+fn wait_for(key: Key, mode: Mode, scope: Scope) -> Event {
+    let started = wait_started();
+    let got = lockmgr::acquire(key, mode, scope, true);
+    // The lock manager starts the deadlock timer when, and only when, it puts the
+    // backend to sleep: the timer's start time tells a wait (and when it began) from a
+    // grant at once, without reading the clock twice.
+    match (wait_started(), got) {
+        (t, _) if t != started => Event::Waited(now() - t),
+        (_, Acquired::AlreadyHeld) => Event::Immediate(false),
+        _ => Event::Immediate(true),
+    }
+}
+
+/// The wait for `key` raised (cancel, a timeout, a deadlock): leave the wait queue now,
+/// and give back the lock if it was granted in the instant the error fired.
+fn give_back_edge_grant(key: Key, mode: Mode, scope: Scope) {
+    // SAFETY: LockErrorCleanup is the first step of every (sub)transaction abort and is
+    // idempotent: it leaves the wait queue, or, when the lock was granted as the error
+    // fired, records the grant in the backend's lock table. Run now, it lets us see and
+    // undo such a grant before the error propagates. We were waiting for `key` only, so
+    // a hold of it in this mode is that grant (a hold from before the call would have
+    // made the request succeed at once).
+    unsafe { pg_sys::LockErrorCleanup() };
+    if lockmgr::held_by_me(key, mode) {
+        lockmgr::release_quiet(key, mode, scope);
+    }
 }
 
 #[inline(never)]
@@ -211,17 +247,9 @@ fn wait_forever(keys: &[Key], first: usize, holds: Vec<Hold>, mode: Mode, scope:
             let immediate = if i == first { None } else { try_key(key, mode, scope) };
             let event = immediate.unwrap_or_else(|| {
                 w.set(Some(key));
-                let started = wait_started();
-                let got = lockmgr::acquire(key, mode, scope, true);
+                let event = wait_for(key, mode, scope);
                 w.set(None);
-                // The lock manager starts the deadlock timer when, and only when, it puts
-                // the backend to sleep: the timer's start time tells a wait (and when it
-                // began) from a grant at once, without reading the clock twice.
-                match (wait_started(), got) {
-                    (t, _) if t != started => Event::Waited(now() - t),
-                    (_, Acquired::AlreadyHeld) => Event::Immediate(false),
-                    _ => Event::Immediate(true),
-                }
+                event
             });
             session::note_acquired(key, mode, scope);
             h.borrow_mut().push(Hold { key, in_subxact: false });
@@ -230,16 +258,7 @@ fn wait_forever(keys: &[Key], first: usize, holds: Vec<Hold>, mode: Mode, scope:
     }))
     .catch_others(|e| {
         if let Some(key) = w.get() {
-            // SAFETY: LockErrorCleanup is the first step of every (sub)transaction abort
-            // and is idempotent: it leaves the wait queue, or, when the lock was granted
-            // as the error fired, records the grant in the backend's lock table. Run now,
-            // it lets us see and undo such a grant before the error propagates. We were
-            // waiting for `key` only, so a hold of it in this mode is that grant (a hold
-            // from before the call would have made the request succeed at once).
-            unsafe { pg_sys::LockErrorCleanup() };
-            if lockmgr::held_by_me(key, mode) {
-                lockmgr::release_quiet(key, mode, scope);
-            }
+            give_back_edge_grant(key, mode, scope);
         }
         undo(&h.borrow(), mode, scope);
         e.rethrow()
