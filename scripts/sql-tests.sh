@@ -5,6 +5,7 @@
 #   main      preloaded server: every pg_test/regress test except cfg_* and standby_*,
 #             and every isolation spec
 #   small     preloaded, pg_named_locks.max_names = 16: cfg_small_*   (capacity, eviction)
+#   large     preloaded, pg_named_locks.max_names = 4096: cfg_large_*  (sampled eviction)
 #   nopreload not preloaded: cfg_nopreload_*   (DSM registry on 17+, NOTICE on 15/16)
 #   standby   a streaming hot standby of the main server (pg_basebackup): standby_*
 #   scripts/sql-tests.sh VERSION
@@ -120,6 +121,11 @@ crash_test
 server_start "$V" "$SRV" "$PORT" "$PRELOAD" "pg_named_locks.max_names = 16"
 run_regress small "$SRV" "$PORT" --dbname=regress_named_locks --load-extension=pg_named_locks -- \
     $(tests "$ROOT/pg_test/regress/sql" sql 'cfg_small*')
+
+# large registry: eviction passes sample the slots
+server_start "$V" "$SRV" "$PORT" "$PRELOAD" "pg_named_locks.max_names = 4096"
+run_regress large "$SRV" "$PORT" --dbname=regress_named_locks --load-extension=pg_named_locks -- \
+    $(tests "$ROOT/pg_test/regress/sql" sql 'cfg_large*')
 
 # not preloaded
 server_start "$V" "$SRV" "$PORT"

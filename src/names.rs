@@ -5,6 +5,8 @@
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
+#[cold]
+#[inline(never)]
 fn fail(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
     ErrorReport::new(code, message, "pg_named_locks")
         .set_hint(hint)
@@ -16,11 +18,7 @@ fn fail(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
 pub fn require_non_null<T>(value: Option<T>, what: &str) -> T {
     match value {
         Some(v) => v,
-        None => fail(
-            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            format!("lock {what} must not be NULL"),
-            "Named lock functions never skip locking silently; pass a non-NULL value.",
-        ),
+        None => null_argument(what),
     }
 }
 
@@ -33,11 +31,28 @@ pub fn require_hashable<'a>(name: Option<&'a str>, what: &str) -> &'a str {
 pub fn require_lockable<'a>(name: Option<&'a str>, what: &str) -> &'a str {
     let n = require_hashable(name, what);
     if n.is_empty() {
-        fail(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("lock {what} must not be empty"),
-            "An empty name usually means an unset variable; pass the resource's name.",
-        );
+        empty_name(what);
     }
     n
+}
+
+// The error paths, out of line: the checks run on every lock call.
+#[cold]
+#[inline(never)]
+fn null_argument(what: &str) -> ! {
+    fail(
+        PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+        format!("lock {what} must not be NULL"),
+        "Named lock functions never skip locking silently; pass a non-NULL value.",
+    )
+}
+
+#[cold]
+#[inline(never)]
+fn empty_name(what: &str) -> ! {
+    fail(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("lock {what} must not be empty"),
+        "An empty name usually means an unset variable; pass the resource's name.",
+    )
 }

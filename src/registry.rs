@@ -40,8 +40,10 @@ use crate::backend::BackendLocal;
 use crate::namecache::FxBuild;
 
 /// Bytes of a name kept in shared memory; longer names are still hashed whole and are
-/// stored cut at a character boundary, marked truncated.
-pub const NAME_BYTES: usize = 200;
+/// stored cut at a character boundary, marked truncated. Chosen so that an `Entry` is
+/// exactly four cache lines: entries then start on a line boundary, and the fields every
+/// lock call touches (holder, `last_acquired`, `immediate`) share its first line.
+pub const NAME_BYTES: usize = 168;
 const MAGIC: u32 = 0x504e_4c32; // "PNL2"
 const NO_SLOT: i32 = -1;
 
@@ -92,17 +94,20 @@ impl RegKey {
     }
 }
 
+/// In the order the hot path needs them: every grant updates `last_acquired` and
+/// `immediate` or the three wait fields, which with the holder fields before them fill
+/// the entry's first cache line; try failures and timeouts go to the second.
 #[repr(C)]
 pub struct Stats {
-    /// reserved: acquisitions are immediate + waits, summed when read
-    pub acquisitions: AtomicU64,
+    pub last_acquired: AtomicI64,
     pub immediate: AtomicU64,
     pub waits: AtomicU64,
     pub wait_total_us: AtomicU64,
     pub wait_max_us: AtomicU64,
     pub try_failures: AtomicU64,
     pub timeouts: AtomicU64,
-    pub last_acquired: AtomicI64,
+    /// reserved: acquisitions are immediate + waits, summed when read
+    pub acquisitions: AtomicU64,
 }
 
 /// What lookups and eviction read of a slot (see "Where it lives").
@@ -447,24 +452,7 @@ impl Registry {
             None => match self.insert(rk, label, now) {
                 Ok(found) => found,
                 Err(Some((other, role))) => return self.collision(rk, label, &other, role),
-                Err(None) => {
-                    self.header().not_stored.fetch_add(1, Relaxed);
-                    if !WARNED_FULL.get() {
-                        WARNED_FULL.set(true);
-                        ErrorReport::new(
-                            PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
-                            format!(
-                                "pg_named_locks registry is full ({} names, all in use): lock name \"{label}\" is not remembered",
-                                self.capacity()
-                            ),
-                            "pg_named_locks",
-                        )
-                        .set_detail("Locking is not affected; monitoring shows such locks by key only. This warning is shown once per session.")
-                        .set_hint("Raise pg_named_locks.max_names (requires a restart).")
-                        .report(PgLogLevel::WARNING);
-                    }
-                    return Remembered::NotStored;
-                }
+                Err(None) => return self.not_stored(label),
             },
         };
         if !fresh {
@@ -478,6 +466,28 @@ impl Registry {
         Remembered::Slot(slot)
     }
 
+    /// Full, and nothing could be evicted: counted, and warned about once per session.
+    #[cold]
+    #[inline(never)]
+    fn not_stored(&self, label: &str) -> Remembered {
+        self.header().not_stored.fetch_add(1, Relaxed);
+        if !WARNED_FULL.get() {
+            WARNED_FULL.set(true);
+            ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
+                format!(
+                    "pg_named_locks registry is full ({} names, all in use): lock name \"{label}\" is not remembered",
+                    self.capacity()
+                ),
+                "pg_named_locks",
+            )
+            .set_detail("Locking is not affected; monitoring shows such locks by key only. This warning is shown once per session.")
+            .set_hint("Raise pg_named_locks.max_names (requires a restart).")
+            .report(PgLogLevel::WARNING);
+        }
+        Remembered::NotStored
+    }
+
     fn slot_check(&self, slot: i32) -> u64 {
         // SAFETY: caller holds the registry lock.
         unsafe { (*self.meta(slot)).check }
@@ -486,6 +496,8 @@ impl Registry {
     /// `other` was last used by `role`: a caller who may not see that role's names gets
     /// the warning without the other name (a 32-bit pair key collision can be searched
     /// for offline, so the warning must not become a way to read names).
+    #[cold]
+    #[inline(never)]
     fn collision(&self, rk: RegKey, label: &str, other: &str, role: u32) -> Remembered {
         self.header().collisions.fetch_add(1, Relaxed);
         let other = if may_see(role) { other } else { crate::monitor::HIDDEN };
@@ -627,11 +639,14 @@ impl Registry {
 
     /// Free the least recently used quarter of the entries whose locks nobody holds or
     /// awaits (at least one), like pg_stat_statements' entry_dealloc. A pass costs a
-    /// snapshot of the lock table and a scan of every entry whatever it frees, so it frees
-    /// a large share: under a stream of new names that is most of what a new name costs.
-    /// The two scans read only the compact `Meta`s and allocate nothing in proportion to
-    /// the registry (a list of every candidate was a fresh allocation of up to
-    /// `16 * max_names` bytes, page faults included, per pass).
+    /// snapshot of the lock table and a scan of the entries whatever it frees, so it frees
+    /// a large share. It reads only the compact `Meta`s (a sample of them, then one scan)
+    /// and allocates nothing in proportion to the registry (a list of every candidate
+    /// was a fresh allocation of up to `16 * max_names` bytes, page faults included, per
+    /// pass). Out of line and cold: it runs once per quarter of the capacity of new
+    /// names, and inlined into the insert it would spread the insert's code thin.
+    #[cold]
+    #[inline(never)]
     fn evict(&self) {
         let in_use = advisory_keys_in_use();
         let _g = self.lock(true);
@@ -649,41 +664,27 @@ impl Registry {
             (in_use.is_empty() || !in_use.contains(&(kind, e.key))).then(|| (e.last_used.load(Relaxed), s))
         };
         // Only which quarter is oldest matters, not its order, nor its exact size: the
-        // cut-off is that quantile of an evenly spaced sample (slot order says nothing
-        // of age), and everything up to it goes, at most n. Up to 4 * SAMPLE candidates,
-        // the sample is all of them and the selection exact.
+        // cut-off is that quantile of the candidates among evenly spaced slots (slot order
+        // says nothing of age), and everything up to it goes, at most n. Reading only
+        // those slots, not all of them, halves what a pass streams through the caches
+        // (where it would push out the lock manager's own hot lines). A small registry,
+        // or one whose sampled slots hold no candidate, is scanned whole, and then the
+        // selection is exact.
         const SAMPLE: usize = 1024;
-        let sample_of = |step: usize| {
-            let mut sample = Vec::new();
-            let (mut count, mut skip) = (0usize, 0usize);
-            for s in 0..cap {
-                if let Some(c) = candidate(s) {
-                    // every step-th candidate (a countdown: a division per slot showed)
-                    if skip == 0 {
-                        sample.push(c);
-                        skip = step;
-                    }
-                    skip -= 1;
-                    count += 1;
-                }
-            }
-            (sample, count)
+        let n = (self.capacity() / 4).max(1);
+        let stride = (self.capacity() / SAMPLE).max(1);
+        let mut sample: Vec<(i64, i32)> = (0..cap).step_by(stride).filter_map(candidate).collect();
+        let k = if stride > 1 && !sample.is_empty() {
+            // n of the ~sample.len() * stride candidates go: in the sample, n / stride
+            (n / stride).max(1)
+        } else {
+            sample = (0..cap).filter_map(candidate).collect();
+            n
         };
-        let step = (self.used() / SAMPLE).max(1);
-        let (mut sample, mut count) = sample_of(if self.used() <= 4 * SAMPLE { 1 } else { step });
-        if count <= 4 * SAMPLE && sample.len() < count {
-            (sample, count) = sample_of(1);
-        }
-        if count == 0 {
+        if sample.is_empty() {
             return;
         }
-        let n = (self.capacity() / 4).max(1).min(count);
-        let cut = if n == count {
-            None
-        } else {
-            let k = if sample.len() == count { n } else { (n * sample.len() / count).max(1) };
-            Some(*sample.select_nth_unstable(k - 1).1)
-        };
+        let cut = if k >= sample.len() { None } else { Some(*sample.select_nth_unstable(k - 1).1) };
         // Scanned from the top, the lowest slot is unlinked last and heads the free list:
         // inserts then take the freed slots in ascending address order, which the CPU's
         // prefetchers follow. Each unlink reads a random bucket: a victim is unlinked
@@ -895,10 +896,18 @@ mod unit {
     /// README states the per-name memory cost; keep it true.
     #[test]
     fn entry_size_is_documented() {
-        assert_eq!(size_of::<Meta>() + size_of::<Entry>(), 320);
+        assert_eq!(size_of::<Meta>() + size_of::<Entry>(), 288);
         assert_eq!(size_of::<Meta>(), 32);
         let per_name = shmem_size(10_000) as f64 / 10_000.0;
-        assert!((340.0..350.0).contains(&per_name), "{per_name}");
+        assert!((310.0..320.0).contains(&per_name), "{per_name}");
+    }
+
+    /// The hot fields share the entry's first cache line, and every entry starts one.
+    #[test]
+    fn hot_fields_share_the_first_line() {
+        assert_eq!(size_of::<Entry>(), 256);
+        assert!(std::mem::offset_of!(Entry, stats) + std::mem::offset_of!(Stats, wait_max_us) + 8 <= 64);
+        assert_eq!((align(size_of::<Header>()) + align(10_000 * size_of::<Meta>())) % 64, 0);
     }
 
     #[test]

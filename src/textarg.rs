@@ -88,9 +88,21 @@ impl<'a> FromDatum for Text<'a> {
                 return Some(Text(unsafe { std::str::from_utf8_unchecked(bytes) }));
             }
         }
-        // SAFETY: same datum, same contract, pgrx's own conversion.
-        unsafe { <&'a str as FromDatum>::from_polymorphic_datum(datum, is_null, typoid) }.map(Text)
+        // SAFETY: same datum, same contract.
+        unsafe { converted(datum, typoid) }
     }
+}
+
+/// pgrx's own conversion, for the rare value that needs it. Kept out of line: inlined, it
+/// would spread every lock call's hot code over several more cache lines.
+///
+/// # Safety
+/// `datum` must be a non-null text datum.
+#[cold]
+#[inline(never)]
+unsafe fn converted<'a>(datum: pg_sys::Datum, typoid: pg_sys::Oid) -> Option<Text<'a>> {
+    // SAFETY: per the contract.
+    unsafe { <&'a str as FromDatum>::from_polymorphic_datum(datum, false, typoid) }.map(Text)
 }
 
 // SAFETY: unboxes through FromDatum as pgrx does for &str (argue_from_datum!).
