@@ -44,7 +44,7 @@ use crate::namecache::FxBuild;
 /// exactly four cache lines: entries then start on a line boundary, and the fields every
 /// lock call touches (holder, `last_acquired`, `immediate`) share its first line.
 pub const NAME_BYTES: usize = 168;
-const MAGIC: u32 = 0x504e_4c32; // "PNL2"
+const MAGIC: u32 = 0x504e_4c33; // "PNL3"
 const NO_SLOT: i32 = -1;
 
 /// What a registry key identifies.
@@ -160,6 +160,8 @@ pub struct Header {
     buckets_at: usize,
     used: AtomicU32,
     free_head: i32,
+    /// where the next eviction scan starts, going up (see `evict`)
+    hand: u32,
     generation: AtomicU64,
     pub not_stored: AtomicU64,
     pub evictions: AtomicU64,
@@ -685,17 +687,24 @@ impl Registry {
             return;
         }
         let cut = if k >= sample.len() { None } else { Some(*sample.select_nth_unstable(k - 1).1) };
-        // Scanned from the top, the lowest slot is unlinked last and heads the free list:
-        // inserts then take the freed slots in ascending address order, which the CPU's
-        // prefetchers follow. Each unlink reads a random bucket: a victim is unlinked
-        // AHEAD victims after its bucket was asked for.
+        // The scan goes up from where the previous one stopped (a clock hand). Freed
+        // slots are taken again from the top of the run down (the free list is a stack),
+        // so the slots just above the last run are the ones filled longest ago: under a
+        // stream of new names the oldest quarter is found there, densely, without reading
+        // the rest of the registry. Each unlink reads a random bucket: a victim is
+        // unlinked AHEAD victims after its bucket was asked for.
         const AHEAD: usize = 8;
         let mut pending = [NO_SLOT; AHEAD];
         let mut found = 0;
-        for s in (0..cap).rev() {
+        // SAFETY: exclusive lock held: the hand is ours.
+        let hand = unsafe { (*self.hdr).hand } as i32;
+        let mut last = hand;
+        for i in 1..=cap {
             if found == n {
                 break;
             }
+            let s = (hand + i - 1) % cap;
+            last = s;
             let Some(c) = candidate(s) else { continue };
             if cut.is_some_and(|cut| c > cut) {
                 continue;
@@ -715,6 +724,8 @@ impl Registry {
                 self.unlink(pending[i % AHEAD]);
             }
         }
+        // SAFETY: exclusive lock held.
+        unsafe { (*self.hdr).hand = ((last + 1) % cap.max(1)) as u32 };
         let h = self.header();
         h.evictions.fetch_add(found as u64, Relaxed);
         h.generation.fetch_add(1, Relaxed);

@@ -240,7 +240,10 @@ def build_info(root, bindir, profile, build_seconds):
     def git(*a):
         p = subprocess.run(["git", "-C", root, *a], capture_output=True, text=True)
         return p.stdout.strip() if p.returncode == 0 else ""
-    changed = [l[3:] for l in git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock").splitlines()]
+    # porcelain lines are "XY path"; git() strips the output, which would eat the first
+    # line's leading space (X), so take the path after the first space instead
+    changed = [l.strip().split(" ", 1)[1].strip() for l in
+               git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock").splitlines() if l.strip()]
     pkglib = subprocess.run([os.path.join(bindir, "pg_config"), "--pkglibdir"], capture_output=True,
                             text=True).stdout.strip()
     so = os.path.join(pkglib, "pg_named_locks.so")
