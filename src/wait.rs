@@ -63,8 +63,13 @@ fn wait_started() -> i64 {
 }
 
 fn now() -> i64 {
-    // SAFETY: reads the clock.
-    unsafe { pg_sys::GetCurrentTimestamp() }
+    extern "C" {
+        /// timestamp.c: gettimeofday() converted; cannot raise. Declared here without
+        /// pgrx's FFI guard (a sigsetjmp per call): a contended call reads it once.
+        fn GetCurrentTimestamp() -> pg_sys::TimestampTz;
+    }
+    // SAFETY: reads the clock; no error path.
+    unsafe { GetCurrentTimestamp() }
 }
 
 /// One successful acquisition made by this call, to undo on failure.
@@ -138,13 +143,17 @@ fn wait_one(key: Key, mode: Mode, scope: Scope) -> (bool, Event) {
         e.report(PgLogLevel::ERROR);
     }
     // `wait_forever` for one key, without its list of holds to undo: nothing else is
-    // held by this call, and nothing after the grant can raise.
-    let event = PgTryBuilder::new(|| wait_for(key, mode, scope))
-        .catch_others(|e| {
+    // held by this call, and nothing after the grant can raise. A bare catch_unwind, not
+    // PgTryBuilder: that allocates its handler (and frees it) on every call, here every
+    // contended call. An error of the wait reaches us as the panic pgrx's FFI guard made
+    // of it, and goes on unchanged after the clean-up.
+    let event = match std::panic::catch_unwind(|| wait_for(key, mode, scope)) {
+        Ok(event) => event,
+        Err(error) => {
             give_back_edge_grant(key, mode, scope);
-            e.rethrow()
-        })
-        .execute();
+            std::panic::resume_unwind(error)
+        }
+    };
     session::note_acquired(key, mode, scope);
     (true, event)
 }
