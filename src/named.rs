@@ -13,7 +13,7 @@ use crate::guc;
 use crate::namecache;
 use crate::lockmgr::{self, Key, Mode, Scope};
 use crate::names::{require_lockable, require_non_null};
-use crate::registry::{pair_key, Kind, Label, RegKey, Registry, Remembered};
+use crate::registry::{pair_key, Grant, Kind, Label, RegKey, Registry, Remembered};
 use crate::shmem;
 use crate::wait::{self, Event, Wait};
 
@@ -88,19 +88,30 @@ impl<'a> Target<'a> {
 
     /// Remember the name, used at `now`; the registry slot when it is stored under this name.
     pub fn remember(&self, reg: Option<Registry>, now: i64) -> Option<i32> {
-        let reg = reg?;
-        match reg.remember(self.reg, &self.label, self.hint, now) {
-            Remembered::Slot(s) => {
-                if let (Kind::Bigint, Label::Name(n)) = (self.reg.kind, &self.label) {
-                    let generation = reg.generation();
-                    if self.hint != Some((s, generation)) {
-                        namecache::set_slot(n, self.fp, s, generation);
-                    }
-                }
-                Some(s)
+        self.remember_with(reg?, now, None).map(|(slot, _)| slot)
+    }
+
+    /// `remember`, recording `grant` in the entry if the name is new to the registry;
+    /// and whether it did (else the caller records the grant itself).
+    fn remember_with(&self, reg: Registry, now: i64, grant: Option<&Grant>) -> Option<(i32, bool)> {
+        let (s, recorded) = match reg.remember(self.reg, &self.label, self.hint, now, grant) {
+            Remembered::Slot(s) => (s, false),
+            Remembered::Recorded(s) => (s, true),
+            Remembered::Collision | Remembered::NotStored => return None,
+        };
+        if let (Kind::Bigint, Label::Name(n)) = (self.reg.kind, &self.label) {
+            let generation = reg.generation();
+            if self.hint != Some((s, generation)) {
+                namecache::set_slot(n, self.fp, s, generation);
             }
-            Remembered::Collision | Remembered::NotStored => None,
         }
+        Some((s, recorded))
+    }
+
+    /// A bigint name this backend has no registry slot for: most likely new to the
+    /// registry too (the name memo keeps the slot of every name it registered).
+    fn new_to_backend(&self) -> bool {
+        self.hint.is_none() && self.reg.kind == Kind::Bigint
     }
 }
 
@@ -158,14 +169,37 @@ fn acquire_one(t: &Target, mode: Mode, scope: Scope, wait: Wait) -> bool {
     let reg = shmem::get();
     // One clock read per call, for the registry's LRU order and "last acquired" alike.
     let now = coarse_now();
-    let slot = t.remember(reg, now);
     // SAFETY: a plain read of a backend-global.
     let me = unsafe { pg_sys::MyProcPid };
-    let likely_busy = match (reg, slot) {
-        (Some(reg), Some(slot)) => reg.likely_busy(slot, me),
-        _ => false,
+    let mut busy = false;
+    if let Some(reg) = reg.filter(|_| t.new_to_backend()) {
+        // A name new to this backend: try the lock first, and if it is granted at once,
+        // register the name with the grant already in its new entry (one write of the
+        // entry, no second visit). Only a name whose lock is busy must be registered
+        // before the call waits, so that the wait shows under its name.
+        match wait::try_one(t.key, mode, scope) {
+            Some(event) => {
+                let track = guc::TRACK_STATS.get();
+                let grant = Grant { new_hold: event == Event::Immediate(true), pid: me, track };
+                if let Some((slot, false)) = t.remember_with(reg, now, Some(&grant)) {
+                    record_one(reg, t.reg.kind, slot, event, true, now, track);
+                }
+                return true;
+            }
+            None => busy = true,
+        }
+    }
+    let slot = t.remember(reg, now);
+    let likely_busy = busy
+        || match (reg, slot) {
+            (Some(reg), Some(slot)) => reg.likely_busy(slot, me),
+            _ => false,
+        };
+    let (ok, event) = if busy {
+        wait::when_busy(t.key, mode, scope, wait)
+    } else {
+        wait::acquire_one(t.key, mode, scope, wait, likely_busy)
     };
-    let (ok, event) = wait::acquire_one(t.key, mode, scope, wait, likely_busy);
     if let (Some(reg), Some(slot)) = (reg, slot) {
         record_one(reg, t.reg.kind, slot, event, ok, now, guc::TRACK_STATS.get());
     }

@@ -219,10 +219,25 @@ impl Label<'_> {
 pub enum Remembered {
     /// Stored (or already there); the slot for statistics and holder updates.
     Slot(i32),
+    /// Stored just now, with the caller's grant already recorded in it (see `Grant`).
+    Recorded(i32),
     /// Another name already owns this key: reported, not merged.
     Collision,
     /// The registry is full and nothing could be evicted.
     NotStored,
+}
+
+/// A lock the caller was granted a moment ago, to record in the entry it is about to
+/// create: written with the rest of the new entry, under the lock that inserts it and
+/// before anyone else can reach it, instead of updated (an atomic add among others) in a
+/// second visit. Names new to the registry are mostly names used once, so this is most
+/// of their statistics work.
+pub struct Grant {
+    /// granted now (not re-entered): the holder is recorded
+    pub new_hold: bool,
+    pub pid: i32,
+    /// pg_named_locks.track_stats
+    pub track: bool,
 }
 
 /// Slots of the names this backend registered, valid for one registry generation.
@@ -230,11 +245,11 @@ static CACHE: BackendLocal<(u64, Option<HashMap<RegKey, i32, FxBuild>>)> = Backe
 static WARNED_FULL: BackendLocal<bool> = BackendLocal::new(false);
 static WARNED_COLLISION: BackendLocal<Option<HashSet<RegKey>>> = BackendLocal::new(None);
 
-/// LWLock calls without pgrx's FFI guard (a sigsetjmp each; three per registry visit).
+/// LWLock calls without pgrx's FFI guard (a sigsetjmp each; two per registry visit).
 /// They cannot raise here: LWLockAcquire fails only past 200 LWLocks held at once (we
 /// hold at most this one, briefly, and call nothing while holding it that takes
 /// another), waits with interrupts held off, and LWLockRelease fails only for a lock not
-/// held, which `Guard` checks first.
+/// held, and `Guard` releases only what it acquired.
 mod unguarded {
     use pgrx::pg_sys::{LWLock, LWLockMode};
     extern "C-unwind" {
@@ -244,8 +259,7 @@ mod unguarded {
     }
 }
 
-/// Holds the registry LWLock; releases it on drop unless an ERROR is already unwinding
-/// (then the transaction abort releases all LWLocks, and releasing twice would fail).
+/// Holds the registry LWLock; releases it on drop, also when an ERROR unwinds.
 struct Guard(*mut pg_sys::LWLock);
 
 impl Guard {
@@ -260,11 +274,14 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        // SAFETY: as in `new`; LWLockHeldByMe only inspects this backend's held-locks list.
+        // Still held even when an ERROR is unwinding through here: pgrx turns the error
+        // into a panic at the FFI call that raised it, and the transaction abort that
+        // releases every LWLock runs only after the panic has left our frames. Nothing
+        // under this lock releases LWLocks itself.
+        // SAFETY: as in `new`; held by this backend (checked in debug builds).
         unsafe {
-            if unguarded::LWLockHeldByMe(self.0) {
-                unguarded::LWLockRelease(self.0);
-            }
+            debug_assert!(unguarded::LWLockHeldByMe(self.0));
+            unguarded::LWLockRelease(self.0);
         }
     }
 }
@@ -409,7 +426,7 @@ impl Registry {
     /// Remember `label` for `rk`, evicting when full, and mark it used at `now`. `hint` is
     /// a (slot, generation) the caller remembered for this name: still valid if no entry
     /// was removed since.
-    pub fn remember(&self, rk: RegKey, label: &Label, hint: Option<(i32, u64)>, now: i64) -> Remembered {
+    pub fn remember(&self, rk: RegKey, label: &Label, hint: Option<(i32, u64)>, now: i64, grant: Option<&Grant>) -> Remembered {
         let generation = self.generation();
         if let Some((slot, g)) = hint {
             if g == generation {
@@ -451,7 +468,8 @@ impl Registry {
         let (slot, fresh) = match found {
             Some((slot, check, _, _)) if check == rk.check => (slot, false),
             Some((_, _, other, role)) => return self.collision(rk, label, &other, role),
-            None => match self.insert(rk, label, now) {
+            None => match self.insert(rk, label, now, grant) {
+                Ok((slot, true)) if grant.is_some() => return Remembered::Recorded(slot),
                 Ok(found) => found,
                 Err(Some((other, role))) => return self.collision(rk, label, &other, role),
                 Err(None) => return self.not_stored(label),
@@ -565,7 +583,7 @@ impl Registry {
     /// Insert a new entry, used at `now`: Ok((slot, true)), or Ok((slot, false)) if another
     /// backend inserted the name meanwhile (not touched). Err(Some((name, role))) if
     /// another name took the key meanwhile, Err(None) if full after trying to evict.
-    fn insert(&self, rk: RegKey, label: &str, now: i64) -> Result<(i32, bool), Option<(String, u32)>> {
+    fn insert(&self, rk: RegKey, label: &str, now: i64, grant: Option<&Grant>) -> Result<(i32, bool), Option<(String, u32)>> {
         for attempt in 0..2 {
             if attempt == 1 {
                 self.evict();
@@ -597,10 +615,18 @@ impl Registry {
                 e.truncated = truncated;
                 e.name_len = stored.len() as u16;
                 e.name[..stored.len()].copy_from_slice(stored.as_bytes());
-                e.held_by.store(0, Relaxed);
-                e.held_since.store(0, Relaxed);
-                e.contended.store(false, Relaxed);
                 reset_stats(&e.stats);
+                let (holder, since) = match grant {
+                    Some(g) if g.new_hold && rk.kind != Kind::Namespace => (g.pid, now),
+                    _ => (0, 0),
+                };
+                e.held_by.store(holder, Relaxed);
+                e.held_since.store(since, Relaxed);
+                e.contended.store(false, Relaxed);
+                if let Some(Grant { track: true, .. }) = grant {
+                    e.stats.immediate.store(1, Relaxed);
+                    e.stats.last_acquired.store(now, Relaxed);
+                }
                 let b = self.bucket(self.bucket_of(rk.kind, rk.key));
                 m.next = *b;
                 *b = slot;
@@ -653,18 +679,20 @@ impl Registry {
         let in_use = advisory_keys_in_use();
         let _g = self.lock(true);
         let cap = self.capacity() as i32;
-        // The age of an entry that may go (occupied, lock not held nor awaited), with its
-        // slot to break ties.
-        let candidate = |s: i32| -> Option<(i64, i32)> {
+        // The age of an occupied entry, with its slot to break ties.
+        let age = |s: i32| -> Option<(i64, i32)> {
             // SAFETY: exclusive lock held: identities are stable.
             let e = unsafe { &*self.meta(s) };
-            if e.kind == 0 {
-                return None;
-            }
-            // SAFETY: kind != 0 was written from a Kind.
-            let kind: Kind = unsafe { std::mem::transmute::<u8, Kind>(e.kind) };
-            (in_use.is_empty() || !in_use.contains(&(kind, e.key))).then(|| (e.last_used.load(Relaxed), s))
+            (e.kind != 0).then(|| (e.last_used.load(Relaxed), s))
         };
+        // Whether the lock an entry names is held or awaited (the entry must stay).
+        let in_use = |s: i32| -> bool {
+            // SAFETY: exclusive lock held; s is occupied, and kind was written from a Kind.
+            let e = unsafe { &*self.meta(s) };
+            !in_use.is_empty() && in_use.contains(&(unsafe { std::mem::transmute::<u8, Kind>(e.kind) }, e.key))
+        };
+        // An entry that may go: occupied, its lock not held nor awaited.
+        let candidate = |s: i32| age(s).filter(|_| !in_use(s));
         // Only which quarter is oldest matters, not its order, nor its exact size: the
         // cut-off is that quantile of the candidates among evenly spaced slots (slot order
         // says nothing of age), and everything up to it goes, at most n. Reading only
@@ -705,8 +733,9 @@ impl Registry {
             }
             let s = (hand + i - 1) % cap;
             last = s;
-            let Some(c) = candidate(s) else { continue };
-            if cut.is_some_and(|cut| c > cut) {
+            // the age first: most entries are too young, and the age is in hand
+            let Some(c) = age(s) else { continue };
+            if cut.is_some_and(|cut| c > cut) || in_use(s) {
                 continue;
             }
             // SAFETY: exclusive lock held; s is occupied.

@@ -135,6 +135,24 @@ pub fn acquire_one(key: Key, mode: Mode, scope: Scope, wait: Wait, likely_busy: 
     }
 }
 
+/// The non-waiting attempt of `acquire_one` alone: the event when the lock is held now
+/// (and noted), None when it is busy (then `when_busy` goes on).
+#[inline]
+pub fn try_one(key: Key, mode: Mode, scope: Scope) -> Option<Event> {
+    let event = try_key(key, mode, scope)?;
+    session::note_acquired(key, mode, scope);
+    Some(event)
+}
+
+/// The rest of `acquire_one` after `try_one` found the key busy.
+pub fn when_busy(key: Key, mode: Mode, scope: Scope, wait: Wait) -> (bool, Event) {
+    match wait {
+        // the wait itself: the first attempt inside it is the waiting one
+        Wait::Forever => wait_one(key, mode, scope),
+        _ => busy_one(key, mode, scope, wait),
+    }
+}
+
 /// `acquire_one` of a key that is likely busy, for a call without a timeout. Kept out of
 /// line, as is `busy_one`: inlined, their error handling would weigh on every call.
 #[inline(never)]
