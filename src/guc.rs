@@ -13,6 +13,23 @@ pub static TRACK_STATS: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Distinct advisory locks one session may hold at once; 0 = no cap (superuser-settable).
 pub static MAX_LOCKS_PER_SESSION: GucSetting<i32> = GucSetting::<i32>::new(1024);
 
+/// `TRACK_STATS`, read on every lock call. `GucSetting::get` first checks that it runs
+/// on PostgreSQL's thread (a thread-local lookup, a call into the dynamic linker); a
+/// backend runs our code on that thread only, so the hot path reads the value directly.
+#[inline]
+pub fn track_stats() -> bool {
+    // SAFETY: the cell PostgreSQL's GUC machinery writes, on this same thread, between
+    // statements; a plain read of an initialised bool.
+    unsafe { *TRACK_STATS.as_ptr() }
+}
+
+/// `MAX_LOCKS_PER_SESSION`, read on every lock call (see `track_stats`).
+#[inline]
+pub fn max_locks_per_session() -> i32 {
+    // SAFETY: as in `track_stats`.
+    unsafe { *MAX_LOCKS_PER_SESSION.as_ptr() }
+}
+
 /// Define the settings. `preloading`: PostgreSQL refuses (FATAL) to create a
 /// PGC_POSTMASTER setting after startup, so max_names exists as a real setting only when
 /// the library is preloaded; otherwise see `max_names`.

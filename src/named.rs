@@ -179,7 +179,7 @@ fn acquire_one(t: &Target, mode: Mode, scope: Scope, wait: Wait) -> bool {
         // before the call waits, so that the wait shows under its name.
         match wait::try_one(t.key, mode, scope) {
             Some(event) => {
-                let track = guc::TRACK_STATS.get();
+                let track = guc::track_stats();
                 let grant = Grant { new_hold: event == Event::Immediate(true), pid: me, track };
                 if let Some((slot, false)) = t.remember_with(reg, now, Some(&grant)) {
                     record_one(reg, t.reg.kind, slot, event, true, now, track);
@@ -201,7 +201,7 @@ fn acquire_one(t: &Target, mode: Mode, scope: Scope, wait: Wait) -> bool {
         wait::acquire_one(t.key, mode, scope, wait, likely_busy)
     };
     if let (Some(reg), Some(slot)) = (reg, slot) {
-        record_one(reg, t.reg.kind, slot, event, ok, now, guc::TRACK_STATS.get());
+        record_one(reg, t.reg.kind, slot, event, ok, now, guc::track_stats());
     }
     ok
 }
@@ -209,7 +209,7 @@ fn acquire_one(t: &Target, mode: Mode, scope: Scope, wait: Wait) -> bool {
 /// Holder and statistics updates, after the fact: a failed all-or-nothing call counts
 /// only its try failure or timeout, not the holds it undid. `at`: when the call started.
 fn record(reg: Registry, targets: &[Target], slots: &[Option<i32>], events: &[(usize, Event)], ok: bool, at: i64) {
-    let track = guc::TRACK_STATS.get();
+    let track = guc::track_stats();
     for &(i, ev) in events {
         if let Some(slot) = slots[i] {
             record_one(reg, targets[i].reg.kind, slot, ev, ok, at, track);

@@ -89,7 +89,7 @@ pub unsafe extern "C-unwind" fn on_xact_end(event: pg_sys::XactEvent::Type, _arg
 /// Ok when taking `key` keeps this session within the cap.
 #[inline(always)]
 pub fn check_cap(key: Key) -> Result<(), ErrorReport> {
-    let cap = guc::MAX_LOCKS_PER_SESSION.get();
+    let cap = guc::max_locks_per_session();
     if cap <= 0 || HOLDS.with(|h| h.len()) < cap as usize {
         return Ok(());
     }
