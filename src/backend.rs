@@ -44,11 +44,17 @@ pub fn coarse_now() -> i64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes the timespec we pass.
     if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } != 0 {
-        // SAFETY: reads the clock.
-        return unsafe { pgrx::pg_sys::GetCurrentTimestamp() };
+        return precise_now();
     }
     const PG_EPOCH_UNIX_SECS: i64 = 946_684_800; // 2000-01-01
     (ts.tv_sec as i64 - PG_EPOCH_UNIX_SECS) * 1_000_000 + ts.tv_nsec as i64 / 1000
+}
+
+/// PostgreSQL's own clock (`GetCurrentTimestamp`, microseconds): for wait times and
+/// deadlines, which the coarse clock is too coarse for.
+pub fn precise_now() -> i64 {
+    // SAFETY: gettimeofday() converted; no error path.
+    unsafe { unguarded::GetCurrentTimestamp() }
 }
 
 mod unguarded {
@@ -56,6 +62,8 @@ mod unguarded {
         /// miscinit.c: returns a backend-global; cannot raise an error. Declared here
         /// without pgrx's FFI guard (a sigsetjmp per call) because it runs on every lock.
         pub fn GetUserId() -> pgrx::pg_sys::Oid;
+        /// timestamp.c: cannot raise either; read once per contended call.
+        pub fn GetCurrentTimestamp() -> pgrx::pg_sys::TimestampTz;
     }
 }
 

@@ -190,14 +190,13 @@ fn acquire_one(t: &Target, mode: Mode, scope: Scope, wait: Wait) -> bool {
         }
     }
     let slot = t.remember(reg, now);
-    let likely_busy = busy
-        || match (reg, slot) {
-            (Some(reg), Some(slot)) => reg.likely_busy(slot, me),
-            _ => false,
-        };
     let (ok, event) = if busy {
         wait::when_busy(t.key, mode, scope, wait)
     } else {
+        let likely_busy = match (reg, slot) {
+            (Some(reg), Some(slot)) => reg.likely_busy(slot, me),
+            _ => false,
+        };
         wait::acquire_one(t.key, mode, scope, wait, likely_busy)
     };
     if let (Some(reg), Some(slot)) = (reg, slot) {

@@ -676,7 +676,7 @@ impl Registry {
     #[cold]
     #[inline(never)]
     fn evict(&self) {
-        let in_use = advisory_keys_in_use();
+        let keys_in_use = advisory_keys_in_use();
         let _g = self.lock(true);
         let cap = self.capacity() as i32;
         // The age of an occupied entry, with its slot to break ties.
@@ -689,7 +689,7 @@ impl Registry {
         let in_use = |s: i32| -> bool {
             // SAFETY: exclusive lock held; s is occupied, and kind was written from a Kind.
             let e = unsafe { &*self.meta(s) };
-            !in_use.is_empty() && in_use.contains(&(unsafe { std::mem::transmute::<u8, Kind>(e.kind) }, e.key))
+            !keys_in_use.is_empty() && keys_in_use.contains(&(unsafe { std::mem::transmute::<u8, Kind>(e.kind) }, e.key))
         };
         // An entry that may go: occupied, its lock not held nor awaited.
         let candidate = |s: i32| age(s).filter(|_| !in_use(s));
@@ -704,7 +704,10 @@ impl Registry {
         let n = (self.capacity() / 4).max(1);
         let stride = (self.capacity() / SAMPLE).max(1);
         let mut sample: Vec<(i64, i32)> = (0..cap).step_by(stride).filter_map(candidate).collect();
-        let k = if stride > 1 && !sample.is_empty() {
+        let k = if stride == 1 {
+            // every slot was read: the selection is exact
+            n
+        } else if !sample.is_empty() {
             // n of the ~sample.len() * stride candidates go: in the sample, n / stride
             (n / stride).max(1)
         } else {

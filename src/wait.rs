@@ -23,6 +23,7 @@ use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
+use crate::backend::precise_now as now;
 use crate::lockmgr::{self, Acquired, Key, Mode, Scope};
 use crate::session;
 
@@ -60,16 +61,6 @@ fn wait_started() -> i64 {
     const DEADLOCK_TIMEOUT: std::ffi::c_int = 1;
     // SAFETY: reads one field of timeout.c's static array; cannot raise.
     unsafe { get_timeout_start_time(DEADLOCK_TIMEOUT) }
-}
-
-fn now() -> i64 {
-    extern "C" {
-        /// timestamp.c: gettimeofday() converted; cannot raise. Declared here without
-        /// pgrx's FFI guard (a sigsetjmp per call): a contended call reads it once.
-        fn GetCurrentTimestamp() -> pg_sys::TimestampTz;
-    }
-    // SAFETY: reads the clock; no error path.
-    unsafe { GetCurrentTimestamp() }
 }
 
 /// One successful acquisition made by this call, to undo on failure.
@@ -126,11 +117,8 @@ pub fn acquire_one(key: Key, mode: Mode, scope: Scope, wait: Wait, likely_busy: 
     if likely_busy && wait == Wait::Forever {
         return wait_one(key, mode, scope);
     }
-    match try_key(key, mode, scope) {
-        Some(event) => {
-            session::note_acquired(key, mode, scope);
-            (true, event)
-        }
+    match try_one(key, mode, scope) {
+        Some(event) => (true, event),
         None => busy_one(key, mode, scope, wait),
     }
 }
