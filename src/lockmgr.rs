@@ -186,6 +186,83 @@ pub fn held_by_me(key: Key, mode: Mode) -> bool {
     }
 }
 
+/// The key of an advisory LOCKTAG (None for any other lock).
+fn advisory_key(t: &pg_sys::LOCKTAG) -> Option<Key> {
+    if t.locktag_type as u32 != pg_sys::LockTagType::LOCKTAG_ADVISORY {
+        return None;
+    }
+    Some(if t.locktag_field4 == 1 {
+        Key::Int64((((t.locktag_field2 as u64) << 32) | t.locktag_field3 as u64) as i64)
+    } else {
+        Key::Pair(t.locktag_field2 as i32, t.locktag_field3 as i32)
+    })
+}
+
+/// A node of the lock manager's per-process lists: `dlist_node` from PostgreSQL 16 on,
+/// `SHM_QUEUE` before. Both are {prev, next}, circular through the list head.
+#[repr(C)]
+struct Link {
+    prev: *const Link,
+    next: *const Link,
+}
+const _: () = {
+    #[cfg(any(feature = "pg15"))]
+    assert!(size_of::<pg_sys::SHM_QUEUE>() == size_of::<Link>());
+    #[cfg(not(any(feature = "pg15")))]
+    assert!(size_of::<pg_sys::dlist_node>() == size_of::<Link>() && size_of::<pg_sys::dlist_head>() == size_of::<Link>());
+};
+
+extern "C" {
+    /// twophase.c: the max_prepared_transactions setting (fixed at server start).
+    static max_prepared_xacts: std::ffi::c_int;
+}
+
+/// The key of every advisory lock some backend holds or awaits right now (a key may come
+/// more than once; `f` gets keys only). For the registry's eviction, which asks only
+/// "in use or not" and runs under a stream of new names: it walks each process's (and
+/// each prepared transaction's) own list of its locks (`myProcLocks`), so it costs 16 list heads per process plus one step
+/// per lock held, where `GetLockStatusData` walks every bucket of the shared PROCLOCK
+/// table (sized for max_locks_per_transaction × max_connections), however few locks
+/// there are. One partition lock at a time, in shared mode, as the lists require: the
+/// result is not one atomic snapshot of all partitions, which eviction does not need (a
+/// lock taken after its partition was read is one taken after the snapshot, which an
+/// eviction pass must tolerate anyway, and its name was just used, so it is not old).
+pub fn for_each_advisory_key_in_use(mut f: impl FnMut(Key)) {
+    // SAFETY: ProcGlobal, its allProcs array and PreparedXactProcs (max_prepared_xacts
+    // more PGPROCs) are set up before any backend runs and never move. proc->myProcLocks[i], and every PROCLOCK and LOCK reachable from it,
+    // are protected by lock-manager partition lock i, which we hold (shared) while we
+    // walk them; both list types are circular through the head, and a never-initialised
+    // dlist_head (next = NULL) is empty. LWLockAcquire/Release raise only for a corrupt
+    // lock or too many LWLocks held; an ERROR there releases every LWLock on abort.
+    unsafe {
+        let hdr = pg_sys::ProcGlobal;
+        let backends = std::slice::from_raw_parts((*hdr).allProcs, (*hdr).allProcCount as usize);
+        // allProcCount leaves out the dummy processes that own prepared transactions'
+        // locks: those are PreparedXactProcs[0..max_prepared_transactions].
+        let prepared = match pg_sys::PreparedXactProcs {
+            p if p.is_null() || max_prepared_xacts <= 0 => &[][..],
+            p => std::slice::from_raw_parts(p, max_prepared_xacts as usize),
+        };
+        let link_offset = std::mem::offset_of!(pg_sys::PROCLOCK, procLink);
+        for part in 0..pg_sys::NUM_LOCK_PARTITIONS as usize {
+            let lock = &raw mut (*pg_sys::MainLWLockArray.add(pg_sys::LOCK_MANAGER_LWLOCK_OFFSET as usize + part)).lock;
+            pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_SHARED);
+            for proc in backends.iter().chain(prepared) {
+                let head = (&raw const proc.myProcLocks[part]).cast::<Link>();
+                let mut node = (*head).next;
+                while !node.is_null() && node != head {
+                    let proclock = node.cast::<u8>().sub(link_offset).cast::<pg_sys::PROCLOCK>();
+                    if let Some(key) = advisory_key(&(*(*proclock).tag.myLock).tag) {
+                        f(key);
+                    }
+                    node = (*node).next;
+                }
+            }
+            pg_sys::LWLockRelease(lock);
+        }
+    }
+}
+
 /// Every advisory lock held or awaited right now, in any database, from one snapshot of
 /// the lock table (`GetLockStatusData`, what `pg_locks` reads; it takes every lock-manager
 /// partition lock briefly): `f(database, key, instance)` once per (lock, backend).
@@ -196,16 +273,9 @@ pub fn for_each_advisory_lock(mut f: impl FnMut(u32, Key, &pg_sys::LockInstanceD
         let data = pg_sys::GetLockStatusData();
         let locks = std::slice::from_raw_parts((*data).locks, (*data).nelements as usize);
         for l in locks {
-            let t = &l.locktag;
-            if t.locktag_type as u32 != pg_sys::LockTagType::LOCKTAG_ADVISORY {
-                continue;
+            if let Some(key) = advisory_key(&l.locktag) {
+                f(l.locktag.locktag_field1, key, l);
             }
-            let key = if t.locktag_field4 == 1 {
-                Key::Int64((((t.locktag_field2 as u64) << 32) | t.locktag_field3 as u64) as i64)
-            } else {
-                Key::Pair(t.locktag_field2 as i32, t.locktag_field3 as i32)
-            };
-            f(t.locktag_field1, key, l);
         }
     }
 }

@@ -87,13 +87,25 @@ impl<'a> Target<'a> {
     }
 
     /// Remember the name, used at `now`; the registry slot when it is stored under this name.
+    #[inline]
     pub fn remember(&self, reg: Option<Registry>, now: i64) -> Option<i32> {
         self.remember_with(reg?, now, None).map(|(slot, _)| slot)
     }
 
     /// `remember`, recording `grant` in the entry if the name is new to the registry;
     /// and whether it did (else the caller records the grant itself).
+    #[inline]
     fn remember_with(&self, reg: Registry, now: i64, grant: Option<&Grant>) -> Option<(i32, bool)> {
+        match reg.remembered(self.hint, now) {
+            Some(s) => Some((s, false)),
+            None => self.remember_anew(reg, now, grant),
+        }
+    }
+
+    /// `remember_with` for a name without a valid remembered slot: kept out of line, so
+    /// that the common case above stays small.
+    #[inline(never)]
+    fn remember_anew(&self, reg: Registry, now: i64, grant: Option<&Grant>) -> Option<(i32, bool)> {
         let (s, recorded) = match reg.remember(self.reg, &self.label, self.hint, now, grant) {
             Remembered::Slot(s) => (s, false),
             Remembered::Recorded(s) => (s, true),

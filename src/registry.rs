@@ -427,13 +427,10 @@ impl Registry {
     /// a (slot, generation) the caller remembered for this name: still valid if no entry
     /// was removed since.
     pub fn remember(&self, rk: RegKey, label: &Label, hint: Option<(i32, u64)>, now: i64, grant: Option<&Grant>) -> Remembered {
-        let generation = self.generation();
-        if let Some((slot, g)) = hint {
-            if g == generation {
-                self.touch(slot, now);
-                return Remembered::Slot(slot);
-            }
+        if let Some(slot) = self.remembered(hint, now) {
+            return Remembered::Slot(slot);
         }
+        let generation = self.generation();
         // Names locked by bigint key carry their slot in the caller's name memo (`hint`);
         // the other kinds are remembered here.
         let memoised = rk.kind == Kind::Bigint;
@@ -539,6 +536,20 @@ impl Registry {
     }
 
     /// Mark a use: the LRU position and the role that last used the name (for privacy).
+    /// `remember` of a name whose slot the caller remembered (`hint`, with the
+    /// generation it is valid for), when it still is: the slot, touched. The common
+    /// case of every repeated name, kept small enough to inline.
+    #[inline]
+    pub fn remembered(&self, hint: Option<(i32, u64)>, now: i64) -> Option<i32> {
+        let (slot, g) = hint?;
+        if g != self.generation() {
+            return None;
+        }
+        self.touch(slot, now);
+        Some(slot)
+    }
+
+    #[inline]
     fn touch(&self, slot: i32, now: i64) {
         let e = self.slot(slot);
         let role = crate::backend::current_user_id();
@@ -905,10 +916,11 @@ fn cut(label: &str) -> (&str, bool) {
 }
 
 /// Registry keys of every advisory lock held or awaited right now, in any database.
-/// Takes all lock-manager partition locks (briefly, shared): call it only when evicting.
+/// Takes each lock-manager partition lock in turn (briefly, shared): call it only when
+/// evicting.
 fn advisory_keys_in_use() -> HashSet<(Kind, i64), FxBuild> {
     let mut set = HashSet::default();
-    crate::lockmgr::for_each_advisory_lock(|_, key, _| match key {
+    crate::lockmgr::for_each_advisory_key_in_use(|key| match key {
         Key::Int64(k) => {
             set.insert((Kind::Bigint, k));
         }

@@ -32,12 +32,22 @@ static UTF8_DB: BackendLocal<u8> = BackendLocal::new(0);
 
 #[inline]
 fn utf8_database() -> bool {
-    if UTF8_DB.get() == 0 {
-        // SAFETY: reads the backend's database encoding, fixed once connected.
-        let utf8 = unsafe { pg_sys::GetDatabaseEncoding() } == pg_sys::pg_enc::PG_UTF8 as i32;
-        UTF8_DB.set(if utf8 { 1 } else { 2 });
+    match UTF8_DB.get() {
+        1 => true,
+        2 => false,
+        _ => learn_encoding(),
     }
-    UTF8_DB.get() == 1
+}
+
+/// First call in a backend: a guarded FFI call, whose set-up would otherwise be inlined
+/// into (and spill registers on) every argument conversion.
+#[cold]
+#[inline(never)]
+fn learn_encoding() -> bool {
+    // SAFETY: reads the backend's database encoding, fixed once connected.
+    let utf8 = unsafe { pg_sys::GetDatabaseEncoding() } == pg_sys::pg_enc::PG_UTF8 as i32;
+    UTF8_DB.set(if utf8 { 1 } else { 2 });
+    utf8
 }
 
 /// The bytes of a varlena that needs no detoasting (inline, uncompressed), as
