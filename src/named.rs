@@ -256,7 +256,10 @@ fn record_one(reg: Registry, kind: Kind, slot: i32, ev: Event, ok: bool, at: i64
         Event::Waited(us) => {
             s.waits.fetch_add(1, Relaxed);
             s.wait_total_us.fetch_add(us.max(0) as u64, Relaxed);
-            s.wait_max_us.fetch_max(us.max(0) as u64, Relaxed);
+            // fetch_max is a compare-and-swap loop even when the maximum stands: test first
+            if us.max(0) as u64 > s.wait_max_us.load(Relaxed) {
+                s.wait_max_us.fetch_max(us.max(0) as u64, Relaxed);
+            }
             s.last_acquired.store(at, Relaxed);
         }
         Event::Busy => {

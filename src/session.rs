@@ -174,23 +174,31 @@ pub fn note_released(key: Key, mode: Mode, scope: Scope) {
     HOLDS.with(|h| h.sub(key, idx(mode, scope)));
 }
 
-/// Transaction holds end with the transaction (registered in _PG_init).
-#[pg_guard]
+/// Transaction holds end with the transaction (registered in _PG_init). Runs for every
+/// transaction event of every transaction in a backend that loaded the library, most of
+/// which recorded no transaction hold: that case is one flag test, without the cost of
+/// pgrx's guard (which `forget_xact_holds` keeps for the real work).
 pub unsafe extern "C-unwind" fn on_xact_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
-    if matches!(
-        event,
-        pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PREPARE
-    ) && XACT_HOLDS.get()
+    if XACT_HOLDS.get()
+        && matches!(
+            event,
+            pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PREPARE
+        )
     {
-        XACT_HOLDS.set(false);
-        HOLDS.with(|h| {
-            h.retain(|_, c| {
-                c[2] = 0;
-                c[3] = 0;
-                c[0] + c[1] > 0
-            });
-        });
+        forget_xact_holds();
     }
+}
+
+#[pg_guard]
+extern "C-unwind" fn forget_xact_holds() {
+    XACT_HOLDS.set(false);
+    HOLDS.with(|h| {
+        h.retain(|_, c| {
+            c[2] = 0;
+            c[3] = 0;
+            c[0] + c[1] > 0
+        });
+    });
 }
 
 /// Ok when taking `key` keeps this session within the cap.
