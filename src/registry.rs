@@ -25,7 +25,8 @@
 //!   slot of the names it registered and trusts the cache only while the generation is
 //!   unchanged, so a name this backend already registered costs one atomic load.
 //! - Nothing that takes lock-manager partition locks runs under the registry lock:
-//!   eviction snapshots the lock table (`GetLockStatusData`) before taking it.
+//!   eviction collects the advisory locks in use (walking every process's lock lists,
+//!   one partition lock at a time) before taking it.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -678,7 +679,7 @@ impl Registry {
 
     /// Free the least recently used quarter of the entries whose locks nobody holds or
     /// awaits (at least one), like pg_stat_statements' entry_dealloc. A pass costs a
-    /// snapshot of the lock table and a scan of the entries whatever it frees, so it frees
+    /// walk of the lock lists and a scan of the entries whatever it frees, so it frees
     /// a large share. It reads only the compact `Meta`s (a sample of them, then one scan)
     /// and allocates nothing in proportion to the registry (a list of every candidate
     /// was a fresh allocation of up to `16 * max_names` bytes, page faults included, per

@@ -75,6 +75,30 @@ def rotate(seq, n):
     return seq[n:] + seq[:n]
 
 
+def paired_order(ids, n):
+    """The order of one repetition: every extension contender right next to its built-in
+    base, so that the ratio a target is judged on compares two runs seconds apart, not up
+    to a whole repetition apart (the machine's speed drifts by several percent within
+    that). Which of the two goes first alternates with `n` (so an even number of
+    repetitions cancels any advantage of going first or second); the blocks rotate by `n`,
+    and contenders without a partner (the empty loop, the idioms) are blocks of one."""
+    by_id = {c["id"]: c for c in CONTENDERS}
+    blocks, placed = [], set()
+    for cid in ids:
+        if cid in placed:
+            continue
+        c = by_id.get(cid)
+        partner = None
+        if c is not None and c["base"] == cid:
+            # a base: its extension contender is the one labelled "5." with this base
+            partner = next((x["id"] for x in CONTENDERS if x["base"] == cid and x["id"] != cid
+                            and x["label"].startswith("5.") and x["id"] in ids), None)
+        block = [cid] + ([partner] if partner else [])
+        placed.update(block)
+        blocks.append(block if n % 2 == 0 else block[::-1])
+    return [cid for block in rotate(blocks, n) for cid in block]
+
+
 def parse_cpus(spec):
     """'0', '0,2' or '0-3' -> a set of CPU numbers."""
     cpus = set()
@@ -298,11 +322,12 @@ def timed(tag, stmt):
 def in_server_repeated(srv, p):
     """1,000 names cycled: one statement of p['pairs'] lock+unlock pairs per contender."""
     items = [("empty", EMPTY_PRED)] + [(c["id"], c["pair"]) for c in IN_SERVER]
+    preds = dict(items)
     sql = "-- warm-up: every contender once (fills the extension's caches and the registry)\n"
     sql += "".join(timed(f"warmup:{cid}", repeated_stmt(pred)) for cid, pred in items)
     for rep in range(1, p["reps"] + 1):
         sql += f"-- repetition {rep}\n"
-        sql += "".join(timed(f"{rep}:{cid}", repeated_stmt(pred)) for cid, pred in rotate(items, rep - 1))
+        sql += "".join(timed(f"{rep}:{cid}", repeated_stmt(preds[cid])) for cid in paired_order(list(preds), rep - 1))
     sql += "SELECT 'R', 'left_held', count(*), 0 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();\n"
     rows = srv.script("inserver_repeated", sql, 3600)
     return collect_in_server(rows, p["pairs"], items)
@@ -311,6 +336,7 @@ def in_server_repeated(srv, p):
 def in_server_never_seen(srv, p):
     """A fresh table of never-seen names per contender and repetition (one pass each)."""
     items = [("empty", EMPTY_PRED)] + [(c["id"], c["pair"]) for c in IN_SERVER]
+    preds = dict(items)
     n = p["never_seen"]
 
     def one(rep, idx, tag, pred, count):
@@ -326,7 +352,7 @@ def in_server_never_seen(srv, p):
     sql = "".join(one(0, i, f"warmup:{cid}", pred, p["never_seen_warmup"]) for i, (cid, pred) in enumerate(items))
     for rep in range(1, p["reps"] + 1):
         idx = {cid: i for i, (cid, _) in enumerate(items)}
-        sql += "".join(one(rep, idx[cid], f"{rep}:{cid}", pred, n) for cid, pred in rotate(items, rep - 1))
+        sql += "".join(one(rep, idx[cid], f"{rep}:{cid}", preds[cid], n) for cid in paired_order(list(preds), rep - 1))
     sql += "SELECT 'R', 'left_held', count(*), 0 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();\n"
     rows = srv.script("inserver_never_seen", sql, 7200)
     return collect_in_server(rows, n, items)
@@ -476,7 +502,7 @@ def pgbench_phase(srv, p):
     for rep in range(1, p["pgbench_reps"] + 1):
         for mi, (mode, hot) in enumerate(MODES):
             for ci, (c, j) in enumerate(CLIENTS):
-                for cid in rotate(ids, rep - 1 + mi * len(CLIENTS) + ci):
+                for cid in paired_order(ids, rep - 1 + mi * len(CLIENTS) + ci):
                     r = srv.pgbench(scripts[cid], c, j, hot, keys, p["duration"], p["transactions"],
                                     f"{rep}-{mode}-c{c}-{cid}")
                     res[mode][str(c)][cid].append(r["tps"])
