@@ -206,9 +206,9 @@ struct Link {
     next: *const Link,
 }
 const _: () = {
-    #[cfg(any(feature = "pg15"))]
+    #[cfg(feature = "pg15")]
     assert!(size_of::<pg_sys::SHM_QUEUE>() == size_of::<Link>());
-    #[cfg(not(any(feature = "pg15")))]
+    #[cfg(not(feature = "pg15"))]
     assert!(size_of::<pg_sys::dlist_node>() == size_of::<Link>() && size_of::<pg_sys::dlist_head>() == size_of::<Link>());
 };
 
@@ -220,18 +220,18 @@ extern "C" {
 /// The key of every advisory lock some backend holds or awaits right now (a key may come
 /// more than once; `f` gets keys only). For the registry's eviction, which asks only
 /// "in use or not" and runs under a stream of new names: it walks each process's (and
-/// each prepared transaction's) own list of its locks (`myProcLocks`), so it costs 16 list heads per process plus one step
-/// per lock held, where `GetLockStatusData` walks every bucket of the shared PROCLOCK
-/// table (sized for max_locks_per_transaction × max_connections), however few locks
-/// there are. One partition lock at a time, in shared mode, as the lists require: the
+/// each prepared transaction's) own list of its locks (`myProcLocks`), so it costs 16
+/// list heads per process plus one step per lock held, where `GetLockStatusData` walks
+/// every bucket of the shared PROCLOCK table (sized for max_locks_per_transaction ×
+/// max_connections), however few locks there are. One partition lock at a time, in shared mode, as the lists require: the
 /// result is not one atomic snapshot of all partitions, which eviction does not need (a
 /// lock taken after its partition was read is one taken after the snapshot, which an
 /// eviction pass must tolerate anyway, and its name was just used, so it is not old).
 pub fn for_each_advisory_key_in_use(mut f: impl FnMut(Key)) {
     // SAFETY: ProcGlobal, its allProcs array and PreparedXactProcs (max_prepared_xacts
-    // more PGPROCs) are set up before any backend runs and never move. proc->myProcLocks[i], and every PROCLOCK and LOCK reachable from it,
-    // are protected by lock-manager partition lock i, which we hold (shared) while we
-    // walk them; both list types are circular through the head, and a never-initialised
+    // more PGPROCs) are set up before any backend runs and never move.
+    // proc->myProcLocks[i], and every PROCLOCK and LOCK reachable from it, are protected
+    // by lock-manager partition lock i, which we hold (shared) while we walk them; both list types are circular through the head, and a never-initialised
     // dlist_head (next = NULL) is empty. LWLockAcquire/Release raise only for a corrupt
     // lock or too many LWLocks held; an ERROR there releases every LWLock on abort.
     unsafe {

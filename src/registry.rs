@@ -536,7 +536,6 @@ impl Registry {
         Remembered::Collision
     }
 
-    /// Mark a use: the LRU position and the role that last used the name (for privacy).
     /// `remember` of a name whose slot the caller remembered (`hint`, with the
     /// generation it is valid for), when it still is: the slot, touched. The common
     /// case of every repeated name, kept small enough to inline.
@@ -550,6 +549,7 @@ impl Registry {
         Some(slot)
     }
 
+    /// Mark a use: the LRU position and the role that last used the name (for privacy).
     #[inline]
     fn touch(&self, slot: i32, now: i64) {
         let e = self.slot(slot);

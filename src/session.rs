@@ -71,6 +71,13 @@ impl Holds {
         self.n += 1;
     }
 
+    /// Remove entry `p` of the inline list (the last entry takes its place).
+    #[inline]
+    fn take_out(&mut self, p: usize) {
+        self.n -= 1;
+        self.few[p] = self.few[self.n];
+    }
+
     /// `add` of a key not in the list while the map is in use (or the list full).
     #[inline(never)]
     fn add_spilled(&mut self, key: Key, i: usize) {
@@ -90,8 +97,7 @@ impl Holds {
             let c = &mut self.few[p].1;
             c[i] = c[i].saturating_sub(1);
             if c.iter().all(|&x| x == 0) {
-                self.n -= 1;
-                self.few[p] = self.few[self.n];
+                self.take_out(p);
             }
         } else if self.many.len() > 0 {
             self.many.update_or_remove(hash(key), |&k| k == key, |c| {
@@ -109,8 +115,7 @@ impl Holds {
             if keep(k, c) {
                 p += 1;
             } else {
-                self.n -= 1;
-                self.few[p] = self.few[self.n];
+                self.take_out(p);
             }
         }
         self.many.retain(keep);
@@ -122,8 +127,7 @@ impl Holds {
 
     fn remove(&mut self, key: Key) {
         if let Some(p) = self.position(key) {
-            self.n -= 1;
-            self.few[p] = self.few[self.n];
+            self.take_out(p);
         } else {
             self.many.remove(hash(key), |&k| k == key);
         }

@@ -25,6 +25,7 @@ import report  # noqa: E402
 
 # ---------------------------------------------------------------------------------------
 # Contenders. `base` is the built-in of the same kind (session pair, try, transaction);
+# `ours` marks this extension's contenders (each runs next to its base, see paired_order);
 # `pair` is the per-row predicate of the in-server statements (None: not measured there).
 # Every predicate is true when the pair ran, so count(*) checks that every row did it.
 # ---------------------------------------------------------------------------------------
@@ -43,21 +44,21 @@ CONTENDERS = [
     dict(id="hashtext", base="builtin", label="4. hashtext idiom (32-bit)", short="hashtext idiom (32-bit)",
          sql="pg_advisory_lock(hashtext(name)); pg_advisory_unlock(hashtext(name))",
          pair="pg_advisory_lock(hashtext(name)) IS NOT NULL AND pg_advisory_unlock(hashtext(name))"),
-    dict(id="lock_named", base="builtin", label="5. lock_named + unlock_named", short="lock_named",
+    dict(id="lock_named", ours=True, base="builtin", label="5. lock_named + unlock_named", short="lock_named",
          sql="lock_named(name); unlock_named(name)",
          pair="lock_named(name) IS NOT NULL AND unlock_named(name)"),
     dict(id="builtin_try", base="builtin_try", label="built-in try on a precomputed key",
          short="built-in try, precomputed key",
          sql="pg_try_advisory_lock(key); pg_advisory_unlock(key) when taken",
          pair="pg_try_advisory_lock(k) AND pg_advisory_unlock(k)"),
-    dict(id="try_lock_named", base="builtin_try", label="5. try_lock_named + unlock_named",
+    dict(id="try_lock_named", ours=True, base="builtin_try", label="5. try_lock_named + unlock_named",
          short="try_lock_named",
          sql="try_lock_named(name); unlock_named(name) when taken",
          pair="try_lock_named(name) AND unlock_named(name)"),
     dict(id="builtin_xact", base="builtin_xact", label="built-in xact lock on a precomputed key",
          short="built-in xact, precomputed key",
          sql="pg_advisory_xact_lock(key), released at commit", pair=None),
-    dict(id="xact_lock_named", base="builtin_xact", label="5. xact_lock_named", short="xact_lock_named",
+    dict(id="xact_lock_named", ours=True, base="builtin_xact", label="5. xact_lock_named", short="xact_lock_named",
          sql="xact_lock_named(name), released at commit", pair=None),
 ]
 EMPTY_PRED = "length(name) > 0"
@@ -82,17 +83,12 @@ def paired_order(ids, n):
     that). Which of the two goes first alternates with `n` (so an even number of
     repetitions cancels any advantage of going first or second); the blocks rotate by `n`,
     and contenders without a partner (the empty loop, the idioms) are blocks of one."""
-    by_id = {c["id"]: c for c in CONTENDERS}
     blocks, placed = [], set()
     for cid in ids:
         if cid in placed:
             continue
-        c = by_id.get(cid)
-        partner = None
-        if c is not None and c["base"] == cid:
-            # a base: its extension contender is the one labelled "5." with this base
-            partner = next((x["id"] for x in CONTENDERS if x["base"] == cid and x["id"] != cid
-                            and x["label"].startswith("5.") and x["id"] in ids), None)
+        partner = next((x["id"] for x in CONTENDERS if x.get("ours") and x["base"] == cid
+                        and x["id"] in ids and x["id"] not in placed), None)
         block = [cid] + ([partner] if partner else [])
         placed.update(block)
         blocks.append(block if n % 2 == 0 else block[::-1])

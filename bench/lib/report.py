@@ -7,6 +7,7 @@ Also usable on its own, to re-render an earlier result:
 import json
 import math
 import os
+import statistics
 import sys
 from html import escape
 
@@ -21,26 +22,23 @@ def _ratio(a, b):
     return a / b
 
 
+def median_ratio(xs, ys):
+    """The median of xs[i] / ys[i] over the repetitions i (None when there is none): the
+    two runs of a repetition ran next to each other, so drifts of the machine cancel."""
+    ratios = [r for r in (_ratio(a, b) for a, b in zip(xs, ys)) if r is not None]
+    return statistics.median(ratios) if ratios else None
+
+
 def paired_ratio(d, mode, clients, cid, base):
-    """Median over the repetitions of contender/base tps within each repetition (the
-    contenders of a repetition run back to back), so slow drifts of the machine cancel."""
+    """pgbench: contender/base tps, per repetition (see median_ratio)."""
     runs = d["pgbench"]["tps"][mode][str(clients)]
-    return _median([r for r in (_ratio(a, b) for a, b in zip(runs[cid], runs[base])) if r is not None])
-
-
-def _median(xs):
-    xs = sorted(xs)
-    if not xs:
-        return None
-    m = len(xs) // 2
-    return xs[m] if len(xs) % 2 else (xs[m - 1] + xs[m]) / 2
+    return median_ratio(runs[cid], runs[base])
 
 
 def paired_ns_ratio(phase, cid, base):
-    """In-server: median over the repetitions of contender/base net ns within each
-    repetition (an extension contender runs right next to its base), as for pgbench."""
+    """In-server: contender/base net ns, per repetition (see median_ratio)."""
     c = phase["contenders"]
-    return _median([r for r in (_ratio(a, b) for a, b in zip(c[cid]["net_ns"], c[base]["net_ns"])) if r is not None])
+    return median_ratio(c[cid]["net_ns"], c[base]["net_ns"])
 
 
 def targets(d):
