@@ -68,8 +68,20 @@ for suite in client-tests package-tests; do
     summary "$suite" "$RUN/$suite.log" "$rc"
 done
 
+# A failed suite's own words, right under the summary: CI often shows only the end of
+# the output, and the log files are gone with the machine.
+excerpt() {
+    local logf=$1 lines
+    lines=$(grep -aE '^not ok: |FAILED|[Ee]rror|ERROR|FATAL|[Pp]anic|[Pp]ermission denied|No such file|missing|exit [0-9]+' "$logf" | tail -n 8 || true)
+    [ -n "$lines" ] || lines=$(tail -n 8 "$logf")
+    sed 's/^/    | /' <<<"$lines" | cut -c1-200
+}
+
 log "summary"
 cat "$RUN/summary.txt"
-for f in "${failures[@]}"; do echo "FAILED: $f"; done
+for f in "${failures[@]}"; do
+    echo "FAILED: $f"
+    logf=${f##*(log: }; excerpt "${logf%)}"
+done
 echo "tests: $passed passed, $failed failed"
 [ "$failed" = 0 ] && [ ${#failures[@]} = 0 ]
