@@ -26,7 +26,7 @@ as_runas "$BINDIR/initdb" -D "$DIR/data" -U postgres -E UTF8 --locale=C -A trust
 {
     echo "listen_addresses = ''"
     echo "unix_socket_directories = '$DIR/sock'"
-    echo "port = 57020"
+    echo "port = 27020"
     echo "shared_preload_libraries = 'pg_named_locks'"
     echo "pg_named_locks.max_names = 20000"
     echo "max_locks_per_transaction = 256"
@@ -39,7 +39,7 @@ stop() {
     [ $KEEP = 1 ] || rm -rf "$DIR/out"
 }
 trap stop EXIT
-psql_() { "$BINDIR/psql" -X -q -At -h "$DIR/sock" -p 57020 -U postgres -d postgres "$@"; }
+psql_() { "$BINDIR/psql" -X -q -At -h "$DIR/sock" -p 27020 -U postgres -d postgres "$@"; }
 for _ in $(seq 1 240); do psql_ -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.5; done
 
 psql_ >/dev/null <<'SQL'
@@ -80,7 +80,7 @@ measure() {
 }
 repeated() { psql_ -c "SELECT count(*) FROM $1, LATERAL (SELECT name, k FROM names WHERE g > 0 OFFSET 0) n WHERE $2"; }
 never_seen() { psql_ -c "SELECT count(*) FROM $1 WHERE $2"; }
-pgbench_() { "$BINDIR/pgbench" -n -M prepared -h "$DIR/sock" -p 57020 -U postgres -c 1 -t "$1" \
+pgbench_() { "$BINDIR/pgbench" -n -M prepared -h "$DIR/sock" -p 27020 -U postgres -c 1 -t "$1" \
                  -D k=12345 -D name=bench-1 -f "$2" postgres; }
 printf 'SELECT pg_advisory_lock(:k);\nSELECT pg_advisory_unlock(:k);\n' >"$DIR/builtin.pgb"
 printf 'SELECT lock_named(:name);\nSELECT unlock_named(:name);\n' >"$DIR/named.pgb"

@@ -23,7 +23,7 @@ usage: bench/run.sh [options]
   --never-seen N      new names per never-seen statement (default 1000000)
   --holders N         sessions holding locks for the monitoring queries (default 10)
   --locks-per-holder N  locks each of them holds (default 1000)
-  --port P            server port on 127.0.0.1 (default 57018, --smoke 57019)
+  --port P            server port on 127.0.0.1 (default 27018, --smoke 27019)
   --out DIR           results directory (default bench/results, bench/results/smoke
                       for --smoke)
   --pin CPUS          run the server and every client on these CPUs only (taskset
@@ -52,7 +52,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$PROFILE" ] || { [ $SMOKE = 1 ] && PROFILE=debug || PROFILE=release; }
 [ -n "$OUT" ] || { [ $SMOKE = 1 ] && OUT=$ROOT/bench/results/smoke || OUT=$ROOT/bench/results; }
-[ -n "$PORT" ] || { [ $SMOKE = 1 ] && PORT=57019 || PORT=57018; }
+[ -n "$PORT" ] || { [ $SMOKE = 1 ] && PORT=27019 || PORT=27018; }
 [ $SMOKE = 1 ] && PY_ARGS+=(--smoke)
 [ $CHECK = 1 ] && PY_ARGS+=(--check-targets)
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The Python client (examples/python) and the monitoring examples (examples/monitoring)
-# against a real, preloaded PostgreSQL 18 on 127.0.0.1:58018: the pytest suites, then the
+# against a real, preloaded PostgreSQL 18 on 127.0.0.1:23018: the pytest suites, then the
 # two examples run once from the command line, as a user would.
 #   scripts/client-tests.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$ROOT/scripts/server.sh"
 
 DIR=$RUN/clients
-PORT=58018
+PORT=23018
 DB=named_locks_clients
 BINDIR=$(pg_bindir 18)
 export PGNL_DSN="postgresql://postgres@127.0.0.1:$PORT/$DB"

@@ -15,6 +15,14 @@ PG18_CONFIG=$PG18_HOME/bin/pg_config
 PG15_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 PG_VERSIONS=${PG_VERSIONS:-"18 15"}
 
+# Every server the scripts start listens on 127.0.0.1 at a port below 32768, outside
+# Linux's ephemeral range (32768-60999): a port in that range can already be the local
+# end of some live client connection, and the server would then fail to bind it.
+#   23018 clients, 23100+V / 23218 packaging, 24000+V SQL suites, 24318 demo,
+#   25000/25100/25200/25400+V faults, 26000+V properties, 27100+V soak,
+#   27018 / 27019 / 27020 benchmark (full / smoke / callgrind); pgrx's own test server
+#   uses 32200+V.
+
 export PATH=$HOME/.cargo/bin:$PATH
 # pgrx appends a Rust backtrace to the DETAIL of errors it re-raises when this is set
 # in the server's environment; expected outputs must not depend on the caller's shell.

@@ -7,7 +7,7 @@ source "$ROOT/scripts/server.sh"
 
 "$ROOT/scripts/setup.sh"
 DIR=$RUN/demo
-PORT=${DEMO_PORT:-54318}
+PORT=${DEMO_PORT:-24318}
 BINDIR=$(pg_bindir 18)
 
 log "building and installing pg_named_locks into PostgreSQL 18"

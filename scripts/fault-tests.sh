@@ -6,10 +6,10 @@
 # hot standby, and PgBouncer in transaction pooling mode.
 #   scripts/fault-tests.sh VERSION [PYTEST-ARGS...]   (VERSION 18 or 15; e.g. -k standby)
 # Servers, all started as $RUNAS under $RUN/faults-pgV and stopped on exit:
-#   main     127.0.0.1:55000+V  preloaded, wal_level = replica (the standby's primary)
-#   standby  127.0.0.1:55100+V  pg_basebackup -R of main, hot standby
-#   small    127.0.0.1:55200+V  preloaded, tiny shared lock table (exhaustion tests)
-#   bouncer  127.0.0.1:55400+V  PgBouncer, pool_mode = transaction, in front of main
+#   main     127.0.0.1:25000+V  preloaded, wal_level = replica (the standby's primary)
+#   standby  127.0.0.1:25100+V  pg_basebackup -R of main, hot standby
+#   small    127.0.0.1:25200+V  preloaded, tiny shared lock table (exhaustion tests)
+#   bouncer  127.0.0.1:25400+V  PgBouncer, pool_mode = transaction, in front of main
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$ROOT/scripts/server.sh"
 
@@ -22,10 +22,10 @@ MAIN=$DIR/main
 STANDBY=$DIR/standby
 SMALL=$DIR/small
 BOUNCER=$DIR/pgbouncer
-PORT=$((55000 + V))
-STANDBY_PORT=$((55100 + V))
-SMALL_PORT=$((55200 + V))
-BOUNCER_PORT=$((55400 + V))
+PORT=$((25000 + V))
+STANDBY_PORT=$((25100 + V))
+SMALL_PORT=$((25200 + V))
+BOUNCER_PORT=$((25400 + V))
 POOL_SIZE=3
 PRELOAD="shared_preload_libraries = 'pg_named_locks'"
 # The whole pytest run, with margin below the 3-minute budget for setup and teardown.

@@ -12,7 +12,7 @@
 #     a deliberately broken update is shown to be caught;
 #   - the Rust client example (examples/rust): cargo test and one singleton_job run
 #     against a preloaded server.
-# Ports 59018 / 59015 (clean copies) and 59118 (Rust example); everything under $RUN/package.
+# Ports 23118 / 23115 (clean copies) and 23218 (Rust example); everything under $RUN/package.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 umask 022   # the server user must read what is built and copied here
 source "$ROOT/scripts/server.sh"
@@ -20,7 +20,7 @@ source "$ROOT/scripts/server.sh"
 EXT=pg_named_locks
 DIR=$RUN/package
 RUST_SRV=$DIR/rust-server
-RUST_PORT=59118
+RUST_PORT=23218
 status=0
 ok() { check_ok "$*"; }
 show_diff() { diff "$@" | head -n 40 | sed 's/^/    /' || true; }
@@ -380,7 +380,7 @@ EOF
 
 for V in $PG_VERSIONS; do
     [ -f "$(archive "$V").tar.gz" ] || continue
-    test_install "$V" "$((59000 + V))"
+    test_install "$V" "$((23100 + V))"
 done
 
 # ---------------------------------------------------------------- Rust client example

@@ -11,7 +11,7 @@ source "$ROOT/scripts/server.sh"
 V=$1
 DIR=$RUN/props-pg$V
 SRV=$DIR/server
-PORT=$((56000 + V))
+PORT=$((26000 + V))
 BINDIR=$(pg_bindir "$V")
 
 log "PostgreSQL $V: installing the extension"

@@ -7,14 +7,14 @@
 # crashes and assertion failures.
 #   scripts/soak-tests.sh VERSION          (18 or 15)
 #   SOAK_SEED=N scripts/soak-tests.sh 18   (replay the operation choices of a run)
-# Server: 127.0.0.1:57100+V, as $RUNAS, in $RUN/soak-pgV, stopped on exit.
+# Server: 127.0.0.1:27100+V, as $RUNAS, in $RUN/soak-pgV, stopped on exit.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$ROOT/scripts/server.sh"
 
 V=${1:?usage: scripts/soak-tests.sh VERSION}
 pg_config_for "$V" >/dev/null
 DIR=$RUN/soak-pg$V
-PORT=$((57100 + V))
+PORT=$((27100 + V))
 SECS=${SOAK_SECONDS:-60}
 SESSIONS=${SOAK_SESSIONS:-16}
 SEED=${SOAK_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}

@@ -23,7 +23,7 @@ import pytest_asyncio
 import yaml
 
 HERE = Path(__file__).resolve().parent
-DSN = os.environ.get("PGNL_DSN", "postgresql://postgres@127.0.0.1:58018/named_locks_clients")
+DSN = os.environ.get("PGNL_DSN", "postgresql://postgres@127.0.0.1:23018/named_locks_clients")
 PROMPTLY = 10.0
 USAGES = {"LABEL", "GAUGE", "COUNTER"}
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # named_locks, the
 
 from named_locks import async_url  # noqa: E402
 
-DSN = os.environ.get("PGNL_DSN", "postgresql://postgres@127.0.0.1:58018/named_locks_clients")
+DSN = os.environ.get("PGNL_DSN", "postgresql://postgres@127.0.0.1:23018/named_locks_clients")
 # Generous: "promptly" on a loaded 2-core CI machine.
 PROMPTLY = 10.0
 

@@ -59,7 +59,7 @@ def pg_version() -> int:
 def connect(**kw):
     conn = psycopg.connect(
         host=os.environ.get("PROPS_HOST", "127.0.0.1"),
-        port=int(os.environ.get("PROPS_PORT", "56018")),
+        port=int(os.environ.get("PROPS_PORT", "26018")),
         dbname=os.environ.get("PROPS_DB", "props"),
         user="postgres",
         autocommit=True,

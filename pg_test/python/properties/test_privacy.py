@@ -32,7 +32,7 @@ def sessions(conn):
 def _connect_as(role):
     return psycopg.connect(
         host=os.environ.get("PROPS_HOST", "127.0.0.1"),
-        port=int(os.environ.get("PROPS_PORT", "56018")),
+        port=int(os.environ.get("PROPS_PORT", "26018")),
         dbname=os.environ.get("PROPS_DB", "props"),
         user=role, autocommit=True, connect_timeout=10,
         options="-c statement_timeout=30s -c lock_timeout=10s",

@@ -14,7 +14,7 @@ seconds all sessions stop at a barrier outside transactions and the controller c
 pg_locks, advisory_locks_v, named_lock_holders, the registry and named_lock_stats against
 the models; at the end every session unlocks everything it holds, one unlock per hold.
 
-    soak.py --host 127.0.0.1 --port 57118 --seconds 60 --sessions 16 --seed 42 [--report FILE]
+    soak.py --host 127.0.0.1 --port 27118 --seconds 60 --sessions 16 --seed 42 [--report FILE]
 
 Exit status 0 when no invariant was violated.
 """
