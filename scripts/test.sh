@@ -72,7 +72,7 @@ done
 # the output, and the log files are gone with the machine.
 excerpt() {
     local logf=$1 lines
-    lines=$(grep -aE '^not ok: |FAILED|[Ee]rror|ERROR|FATAL|[Pp]anic|[Pp]ermission denied|No such file|missing|exit [0-9]+' "$logf" | tail -n 8 || true)
+    lines=$(grep -aE '^not ok: |FAILED|[Ee]rror|ERROR|FATAL|[Cc]ould not|Traceback|[Pp]anic|[Pp]ermission denied|No such file|missing|exit [0-9]+' "$logf" | tail -n 8 || true)
     [ -n "$lines" ] || lines=$(tail -n 8 "$logf")
     sed 's/^/    | /' <<<"$lines" | cut -c1-200
 }
