@@ -14,7 +14,8 @@ cd "$ROOT"
 
 passed=0
 failed=0
-failures=()
+failures=()     # "name (log: file)" of each failed suite
+failed_logs=()  # its log, for the excerpt under the summary
 summary() {
     # Counts are of individual tests, parsed from each runner's own closing lines.
     local name=$1 logf=$2 rc=$3 p=0 f=0
@@ -34,7 +35,7 @@ summary() {
     f=$((f + $(grep -c '^not ok: ' "$logf" || true) ))
     if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
     passed=$((passed + p)); failed=$((failed + f))
-    [ "$rc" = 0 ] || failures+=("$name (log: $logf)")
+    [ "$rc" = 0 ] || { failures+=("$name (log: $logf)"); failed_logs+=("$logf"); }
     printf '%-40s %s passed, %s failed\n' "$name" "$p" "$f" >>"$RUN/summary.txt"
 }
 
@@ -79,9 +80,9 @@ excerpt() {
 
 log "summary"
 cat "$RUN/summary.txt"
-for f in "${failures[@]}"; do
-    echo "FAILED: $f"
-    logf=${f##*(log: }; excerpt "${logf%)}"
+for i in "${!failures[@]}"; do
+    echo "FAILED: ${failures[$i]}"
+    excerpt "${failed_logs[$i]}"
 done
 echo "tests: $passed passed, $failed failed"
 [ "$failed" = 0 ] && [ ${#failures[@]} = 0 ]

@@ -223,17 +223,19 @@ extern "C" {
 /// each prepared transaction's) own list of its locks (`myProcLocks`), so it costs 16
 /// list heads per process plus one step per lock held, where `GetLockStatusData` walks
 /// every bucket of the shared PROCLOCK table (sized for max_locks_per_transaction ×
-/// max_connections), however few locks there are. One partition lock at a time, in shared mode, as the lists require: the
-/// result is not one atomic snapshot of all partitions, which eviction does not need (a
-/// lock taken after its partition was read is one taken after the snapshot, which an
-/// eviction pass must tolerate anyway, and its name was just used, so it is not old).
+/// max_connections), however few locks there are. One partition lock at a time, in
+/// shared mode, as the lists require: the result is not one atomic snapshot of all
+/// partitions, which eviction does not need (a lock taken after its partition was read
+/// is one taken after the snapshot, which an eviction pass must tolerate anyway, and its
+/// name was just used, so it is not old).
 pub fn for_each_advisory_key_in_use(mut f: impl FnMut(Key)) {
     // SAFETY: ProcGlobal, its allProcs array and PreparedXactProcs (max_prepared_xacts
     // more PGPROCs) are set up before any backend runs and never move.
     // proc->myProcLocks[i], and every PROCLOCK and LOCK reachable from it, are protected
-    // by lock-manager partition lock i, which we hold (shared) while we walk them; both list types are circular through the head, and a never-initialised
-    // dlist_head (next = NULL) is empty. LWLockAcquire/Release raise only for a corrupt
-    // lock or too many LWLocks held; an ERROR there releases every LWLock on abort.
+    // by lock-manager partition lock i, which we hold (shared) while we walk them; both
+    // list types are circular through the head, and a never-initialised dlist_head
+    // (next = NULL) is empty. LWLockAcquire/Release raise only for a corrupt lock or too
+    // many LWLocks held; an ERROR there releases every LWLock on abort.
     unsafe {
         let hdr = pg_sys::ProcGlobal;
         let backends = std::slice::from_raw_parts((*hdr).allProcs, (*hdr).allProcCount as usize);
