@@ -6,7 +6,8 @@
 #             and every isolation spec
 #   small     preloaded, pg_named_locks.max_names = 16: cfg_small_*   (capacity, eviction)
 #   large     preloaded, pg_named_locks.max_names = 4096: cfg_large_*  (sampled eviction)
-#   nopreload not preloaded: cfg_nopreload_*   (DSM registry on 17+, NOTICE on 15/16)
+#   nopreload not preloaded, pg_named_locks.max_names = 777: cfg_nopreload_*
+#             (DSM registry of that size on 17+, NOTICE on 15/16)
 #   standby   a streaming hot standby of the main server (pg_basebackup): standby_*
 #   scripts/sql-tests.sh VERSION
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -127,8 +128,8 @@ server_start "$V" "$SRV" "$PORT" "$PRELOAD" "pg_named_locks.max_names = 4096"
 run_regress large "$SRV" "$PORT" --dbname=regress_named_locks --load-extension=pg_named_locks -- \
     $(tests "$ROOT/pg_test/regress/sql" sql 'cfg_large*')
 
-# not preloaded
-server_start "$V" "$SRV" "$PORT"
+# not preloaded; max_names in postgresql.conf still sizes the DSM registry (17+)
+server_start "$V" "$SRV" "$PORT" "pg_named_locks.max_names = 777"
 run_regress nopreload "$SRV" "$PORT" --dbname=regress_named_locks --load-extension=pg_named_locks -- \
     $(tests "$ROOT/pg_test/regress/sql" sql 'cfg_nopreload*')
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test on every supported PostgreSQL (default: 18 and 15):
 #   1. pg_regress + pg_isolation_regress suites in pg_test/ (scripts/sql-tests.sh)
-#   2. the reliability suites (faults, hostile input, soak: scripts/*-tests.sh VERSION)
+#   2. the reliability suites (faults, hostile input, robustness, soak: scripts/*-tests.sh VERSION)
 #   3. `cargo pgrx test`: #[pg_test] unit tests and the multi-session tests in src/
 #   4. once, on the first version: clients and examples, packaging (scripts/client-tests.sh,
 #      scripts/package-tests.sh)
@@ -46,7 +46,7 @@ for V in $PG_VERSIONS; do
     "$ROOT/scripts/sql-tests.sh" "$V" 2>&1 | tee "$RUN/sql-tests-pg$V.log" || rc=$?
     summary "pg$V pg_regress+isolation" "$RUN/sql-tests-pg$V.log" "$rc"
 
-    for suite in fault-tests property-tests soak-tests; do
+    for suite in fault-tests property-tests robustness-tests soak-tests; do
         [ -x "$ROOT/scripts/$suite.sh" ] || continue
         rc=0
         "$ROOT/scripts/$suite.sh" "$V" 2>&1 | tee "$RUN/$suite-pg$V.log" || rc=$?

@@ -9,7 +9,7 @@ use pgrx::prelude::*;
 
 use crate::lockmgr::{Mode, Scope};
 use crate::named::{self, Target};
-use crate::textarg::Text;
+use crate::textarg::{Text, TextArray};
 use crate::wait::Wait;
 
 /// One SQL function. `lock` waits (void), `try` never waits (boolean), `unlock` releases
@@ -183,40 +183,40 @@ family! { (namespace: Option<Text>, id: Option<i32>, timeout: Option<Interval>) 
 // each other), duplicates folded, all or nothing. An empty array is a no-op.
 
 #[pg_extern(volatile, parallel_restricted)]
-pub fn lock_many(names: Option<Array<&str>>) {
+pub fn lock_many(names: Option<TextArray>) {
     named::acquire(&named::many(names), Mode::Exclusive, Scope::Session, Wait::Forever);
 }
 
 #[pg_extern(volatile, parallel_restricted, name = "lock_many")]
-pub fn lock_many_timeout(names: Option<Array<&str>>, timeout: Option<Interval>) -> bool {
+pub fn lock_many_timeout(names: Option<TextArray>, timeout: Option<Interval>) -> bool {
     let targets = named::many(names);
     named::acquire(&targets, Mode::Exclusive, Scope::Session, named::timeout(timeout))
 }
 
 #[pg_extern(volatile, parallel_restricted)]
-pub fn try_lock_many(names: Option<Array<&str>>) -> bool {
+pub fn try_lock_many(names: Option<TextArray>) -> bool {
     named::acquire(&named::many(names), Mode::Exclusive, Scope::Session, Wait::No)
 }
 
 /// Releases one session hold of each distinct name; returns how many were released.
 #[pg_extern(volatile, parallel_restricted)]
-pub fn unlock_many(names: Option<Array<&str>>) -> i32 {
+pub fn unlock_many(names: Option<TextArray>) -> i32 {
     named::release(&named::many(names), Mode::Exclusive)
 }
 
 #[pg_extern(volatile, parallel_restricted)]
-pub fn xact_lock_many(names: Option<Array<&str>>) {
+pub fn xact_lock_many(names: Option<TextArray>) {
     named::acquire(&named::many(names), Mode::Exclusive, Scope::Xact, Wait::Forever);
 }
 
 #[pg_extern(volatile, parallel_restricted, name = "xact_lock_many")]
-pub fn xact_lock_many_timeout(names: Option<Array<&str>>, timeout: Option<Interval>) -> bool {
+pub fn xact_lock_many_timeout(names: Option<TextArray>, timeout: Option<Interval>) -> bool {
     let targets = named::many(names);
     named::acquire(&targets, Mode::Exclusive, Scope::Xact, named::timeout(timeout))
 }
 
 #[pg_extern(volatile, parallel_restricted)]
-pub fn try_xact_lock_many(names: Option<Array<&str>>) -> bool {
+pub fn try_xact_lock_many(names: Option<TextArray>) -> bool {
     named::acquire(&named::many(names), Mode::Exclusive, Scope::Xact, Wait::No)
 }
 

@@ -57,15 +57,7 @@ pub fn precise_now() -> i64 {
     unsafe { unguarded::GetCurrentTimestamp() }
 }
 
-mod unguarded {
-    extern "C" {
-        /// miscinit.c: returns a backend-global; cannot raise an error. Declared here
-        /// without pgrx's FFI guard (a sigsetjmp per call) because it runs on every lock.
-        pub fn GetUserId() -> pgrx::pg_sys::Oid;
-        /// timestamp.c: cannot raise either; read once per contended call.
-        pub fn GetCurrentTimestamp() -> pgrx::pg_sys::TimestampTz;
-    }
-}
+use crate::pg::unguarded;
 
 /// The current user (as `current_user`), for the name-privacy rule.
 #[inline]

@@ -31,12 +31,13 @@ pub fn max_locks_per_session() -> i32 {
 }
 
 /// Define the settings. `preloading`: PostgreSQL refuses (FATAL) to create a
-/// PGC_POSTMASTER setting after startup, so max_names exists as a real setting only when
-/// the library is preloaded; otherwise see `max_names`.
+/// PGC_POSTMASTER setting after startup, so without preloading max_names is a SIGHUP
+/// setting (read from postgresql.conf, like the postmaster one) that sizes the registry
+/// once, when the first backend creates it (see `shmem`). It must be defined either way:
+/// `MarkGUCPrefixReserved` below removes an undefined `pg_named_locks.*` placeholder, and
+/// with it the value the configuration file set.
 pub fn define(preloading: bool) {
-    if preloading {
-        define_max_names();
-    }
+    define_max_names(preloading);
     GucRegistry::define_bool_guc(
         c"pg_named_locks.track_stats",
         c"Counts acquisitions, waits, try failures and timeouts per lock name.",
@@ -62,30 +63,23 @@ pub fn define(preloading: bool) {
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"pg_named_locks".as_ptr()) };
 }
 
-/// The registry capacity. Without preloading, the value written in postgresql.conf is
-/// still visible as a placeholder string; every backend reads the same file, so all
-/// agree on the size of the DSM segment.
+/// The registry capacity this backend would create the registry with.
 pub fn max_names() -> usize {
-    // SAFETY: GetConfigOption returns a pointer into GUC storage (or null), read at once.
-    let placeholder = unsafe {
-        let p = pgrx::pg_sys::GetConfigOption(c"pg_named_locks.max_names".as_ptr(), true, false);
-        (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
-    };
-    let n = placeholder.and_then(|s| s.trim().parse::<i32>().ok()).unwrap_or(MAX_NAMES.get());
-    n.clamp(16, 10_000_000) as usize
+    MAX_NAMES.get().clamp(16, 10_000_000) as usize
 }
 
-fn define_max_names() {
+fn define_max_names(preloading: bool) {
     GucRegistry::define_int_guc(
         c"pg_named_locks.max_names",
         c"Maximum number of lock names remembered in shared memory.",
         c"When full, names of locks no longer held are evicted, least recently used first. \
-          Takes effect with shared_preload_libraries; without preloading (PostgreSQL 17+) \
-          the registry is created with the value seen by the first backend that uses it.",
+          Takes effect at server start with shared_preload_libraries; without preloading \
+          (PostgreSQL 17+) the registry is created with the value in effect when the first \
+          backend uses it after a server start.",
         &MAX_NAMES,
         16,
         10_000_000,
-        GucContext::Postmaster,
+        if preloading { GucContext::Postmaster } else { GucContext::Sighup },
         GucFlags::default(),
     );
 }

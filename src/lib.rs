@@ -21,6 +21,7 @@ use pgrx::prelude::*;
 
 pub mod api;
 pub mod backend;
+pub mod error;
 pub mod flatmap;
 pub mod guc;
 pub mod keys;
@@ -30,6 +31,7 @@ pub mod monitor;
 pub mod named;
 pub mod namecache;
 pub mod names;
+pub mod pg;
 pub mod registry;
 pub mod session;
 pub mod shmem;

@@ -11,6 +11,8 @@
 
 use pgrx::pg_sys;
 
+use crate::pg::unguarded;
+
 /// Which advisory key space a lock lives in. The numbering of `locktag_field4` (1 for
 /// the bigint space, 2 for the two-int4 space) is the built-ins' and keeps the spaces apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -73,46 +75,14 @@ pub enum Acquired {
     AlreadyHeld,
 }
 
-/// The two lock-manager calls of every uncontended lock and unlock, declared without
-/// pgrx's FFI guard (a sigsetjmp, a thread check and an exception-stack swap per call,
-/// about a tenth of a lock+unlock pair). Only called where they cannot raise an ERROR in
-/// practice; see `acquire` and `release_quiet`.
-mod unguarded {
-    use pgrx::pg_sys::{LockAcquireResult, LOCALLOCK, LOCKMODE, LOCKTAG};
-    extern "C-unwind" {
-        #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17"))]
-        pub fn LockAcquireExtended(
-            locktag: *const LOCKTAG,
-            lockmode: LOCKMODE,
-            sessionLock: bool,
-            dontWait: bool,
-            reportMemoryError: bool,
-            locallockp: *mut *mut LOCALLOCK,
-        ) -> LockAcquireResult::Type;
-        #[cfg(not(any(feature = "pg15", feature = "pg16", feature = "pg17")))]
-        pub fn LockAcquireExtended(
-            locktag: *const LOCKTAG,
-            lockmode: LOCKMODE,
-            sessionLock: bool,
-            dontWait: bool,
-            reportMemoryError: bool,
-            locallockp: *mut *mut LOCALLOCK,
-            logLockFailure: bool,
-        ) -> LockAcquireResult::Type;
-        pub fn LockRelease(locktag: *const LOCKTAG, lockmode: LOCKMODE, sessionLock: bool) -> bool;
-    }
-}
-
-/// A non-waiting attempt that reports a full shared lock table as `NOT_AVAIL` instead of
-/// raising.
+/// The first, non-waiting attempt of the one-key path, without pgrx's FFI guard (a
+/// sigsetjmp, a thread check and an exception-stack swap per call, about a tenth of a
+/// lock+unlock pair). Reports a full shared lock table as `NOT_AVAIL` instead of raising;
+/// see `pg::unguarded` for what else it can raise and why the one-key path may take it.
+/// Every other caller uses the guarded [`try_acquire`].
 fn try_unguarded(tag: &pg_sys::LOCKTAG, mode: Mode, scope: Scope) -> pg_sys::LockAcquireResult::Type {
-    // SAFETY: `tag` is a valid LOCKTAG for the call. With dontWait and
-    // reportMemoryError = false the lock manager does not wait, does not run the deadlock
-    // detector and does not raise for a full lock table (that is NOT_AVAIL, which the
-    // caller re-checks through the guarded path). What is left is a backend-local
-    // out-of-memory while growing its lock hash; that longjmps to PostgreSQL's handler
-    // past frames that own nothing (no heap, no Drop state on the single-lock path), as
-    // in any C extension.
+    // SAFETY: `tag` is a valid LOCKTAG for the call; dontWait and reportMemoryError =
+    // false: see `pg::unguarded`.
     unsafe {
         #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17"))]
         {
@@ -125,25 +95,7 @@ fn try_unguarded(tag: &pg_sys::LOCKTAG, mode: Mode, scope: Scope) -> pg_sys::Loc
     }
 }
 
-/// Take a lock. With `wait` it blocks like `pg_advisory_lock` (and can raise on
-/// lock_timeout, statement_timeout, cancel or deadlock); without, it returns
-/// `NotAvailable` at once when the lock is taken.
-pub fn acquire(key: Key, mode: Mode, scope: Scope, wait: bool) -> Acquired {
-    let tag = key.locktag();
-    if !wait {
-        match try_unguarded(&tag, mode, scope) {
-            pg_sys::LockAcquireResult::LOCKACQUIRE_ALREADY_HELD
-            | pg_sys::LockAcquireResult::LOCKACQUIRE_ALREADY_CLEAR => return Acquired::AlreadyHeld,
-            pg_sys::LockAcquireResult::LOCKACQUIRE_OK => return Acquired::Granted,
-            // busy, or the shared lock table is full: the guarded call below tells
-            // which, raising 53200 (with its hint) for the latter, like the built-in
-            _ => {}
-        }
-    }
-    // SAFETY: `tag` is a fully initialised LOCKTAG on our stack, valid for the call;
-    // LockAcquire copies it. Errors unwind through PostgreSQL's longjmp, which pgrx's
-    // guard converts; we hold no Rust resources that need dropping across it.
-    let res = unsafe { pg_sys::LockAcquire(&tag, mode.lockmode(), scope == Scope::Session, !wait) };
+fn acquired(res: pg_sys::LockAcquireResult::Type) -> Acquired {
     match res {
         pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL => Acquired::NotAvailable,
         pg_sys::LockAcquireResult::LOCKACQUIRE_ALREADY_HELD
@@ -152,21 +104,67 @@ pub fn acquire(key: Key, mode: Mode, scope: Scope, wait: bool) -> Acquired {
     }
 }
 
-/// Release one hold of a session lock. Returns false (and the lock manager emits its
-/// WARNING "you don't own a lock of type …") when this session does not hold it.
-pub fn release(key: Key, mode: Mode) -> bool {
-    release_quiet(key, mode, Scope::Session)
+/// Take a lock if it is free, never waiting, for the one-key path only (see
+/// `try_unguarded`): `NotAvailable` at once when somebody else holds it.
+#[inline]
+pub fn try_acquire_fast(key: Key, mode: Mode, scope: Scope) -> Acquired {
+    let tag = key.locktag();
+    match acquired(try_unguarded(&tag, mode, scope)) {
+        // busy, or the shared lock table is full: the guarded call tells which, raising
+        // 53200 (with its hint) for the latter, like the built-in
+        Acquired::NotAvailable => try_guarded(&tag, mode, scope),
+        done => done,
+    }
 }
 
-/// Release one hold taken by this backend at `scope` (the undo of a successful
-/// `acquire`). Unlike `release` it also handles transaction-level holds, which are owned
-/// by the current resource owner.
-pub fn release_quiet(key: Key, mode: Mode, scope: Scope) -> bool {
+/// `try_acquire_fast` with pgrx's guard: for the multi-key paths and inside our
+/// subtransaction, where an ERROR must unwind through our frames (to undo what the call
+/// took, and to roll the subtransaction back).
+#[inline]
+pub fn try_acquire(key: Key, mode: Mode, scope: Scope) -> Acquired {
+    try_guarded(&key.locktag(), mode, scope)
+}
+
+fn try_guarded(tag: &pg_sys::LOCKTAG, mode: Mode, scope: Scope) -> Acquired {
+    // SAFETY: `tag` is a fully initialised LOCKTAG on our stack, valid for the call;
+    // LockAcquire copies it. An ERROR (a full lock table: 53200) comes back as a panic.
+    acquired(unsafe { pg_sys::LockAcquire(tag, mode.lockmode(), scope == Scope::Session, true) })
+}
+
+/// Take a lock, waiting like `pg_advisory_lock` (and raising, through pgrx's guard, on
+/// lock_timeout, statement_timeout, cancel or deadlock). `NotAvailable` never comes back.
+pub fn acquire_waiting(key: Key, mode: Mode, scope: Scope) -> Acquired {
     let tag = key.locktag();
-    // SAFETY: `tag` is a valid LOCKTAG for the call. LockRelease raises only for an
-    // invalid lock method or mode (ours are constants) or a corrupted lock table; a lock
-    // not held is a WARNING and `false`. So, unguarded, as in `try_unguarded`.
-    unsafe { unguarded::LockRelease(&tag, mode.lockmode(), scope == Scope::Session) }
+    // SAFETY: as in `try_guarded`.
+    acquired(unsafe { pg_sys::LockAcquire(&tag, mode.lockmode(), scope == Scope::Session, false) })
+}
+
+/// `unlock_named(name)`: release one hold of a session lock, without pgrx's guard.
+/// Returns false (and the lock manager emits its WARNING "you don't own a lock of type
+/// …") when this session does not hold it. That WARNING can raise a pending cancel (see
+/// `pg::unguarded`): only for a caller whose frames own nothing.
+#[inline]
+pub fn release_fast(key: Key, mode: Mode) -> bool {
+    let tag = key.locktag();
+    // SAFETY: `tag` is a valid LOCKTAG for the call; see above.
+    unsafe { unguarded::LockRelease(&tag, mode.lockmode(), true) }
+}
+
+/// `release_fast` with pgrx's guard: a cancel raised through the WARNING unwinds our
+/// frames (`unlock_many` owns its list of names).
+pub fn release(key: Key, mode: Mode) -> bool {
+    let tag = key.locktag();
+    // SAFETY: as in `release_fast`; errors come back as panics.
+    unsafe { pg_sys::LockRelease(&tag, mode.lockmode(), true) }
+}
+
+/// Give back one hold this call took at `scope` (the undo of a successful acquisition;
+/// transaction-level holds are owned by the current resource owner). The hold exists,
+/// so the lock manager has no WARNING to emit and nothing to raise: unguarded.
+pub fn release_held(key: Key, mode: Mode, scope: Scope) {
+    let tag = key.locktag();
+    // SAFETY: `tag` is a valid LOCKTAG for the call; see `pg::unguarded`.
+    unsafe { unguarded::LockRelease(&tag, mode.lockmode(), scope == Scope::Session) };
 }
 
 /// Whether this backend holds the lock in exactly this mode (at any level). Reads only
@@ -212,11 +210,6 @@ const _: () = {
     assert!(size_of::<pg_sys::dlist_node>() == size_of::<Link>() && size_of::<pg_sys::dlist_head>() == size_of::<Link>());
 };
 
-extern "C" {
-    /// twophase.c: the max_prepared_transactions setting (fixed at server start).
-    static max_prepared_xacts: std::ffi::c_int;
-}
-
 /// The key of every advisory lock some backend holds or awaits right now (a key may come
 /// more than once; `f` gets keys only). For the registry's eviction, which asks only
 /// "in use or not" and runs under a stream of new names: it walks each process's (and
@@ -242,8 +235,8 @@ pub fn for_each_advisory_key_in_use(mut f: impl FnMut(Key)) {
         // allProcCount leaves out the dummy processes that own prepared transactions'
         // locks: those are PreparedXactProcs[0..max_prepared_transactions].
         let prepared = match pg_sys::PreparedXactProcs {
-            p if p.is_null() || max_prepared_xacts <= 0 => &[][..],
-            p => std::slice::from_raw_parts(p, max_prepared_xacts as usize),
+            p if p.is_null() || unguarded::max_prepared_xacts <= 0 => &[][..],
+            p => std::slice::from_raw_parts(p, unguarded::max_prepared_xacts as usize),
         };
         let link_offset = std::mem::offset_of!(pg_sys::PROCLOCK, procLink);
         for part in 0..pg_sys::NUM_LOCK_PARTITIONS as usize {

@@ -16,7 +16,9 @@ use crate::lockmgr::{self, Key};
 use crate::namecache::FxBuild;
 use crate::names::require_lockable;
 use crate::registry::{self, Kind, Registry, Resolved};
+use crate::pg::encoding::{to_database, DbText};
 use crate::shmem;
+use crate::textarg::Text;
 
 pub const HIDDEN: &str = "<insufficient privilege>";
 
@@ -54,37 +56,37 @@ impl Visibility {
     }
 }
 
-fn lookup(reg: Registry, key: Key) -> Option<String> {
+fn lookup(reg: Registry, key: Key) -> Option<DbText> {
     let mut found = reg.resolve(std::iter::once(key)).pop().flatten()?;
-    Some(Visibility::new().lock_name(&mut found, key))
+    Some(DbText::new(&Visibility::new().lock_name(&mut found, key)))
 }
 
 /// Remember a name for its key without locking (for clients that lock by key themselves).
 #[pg_extern(volatile, parallel_restricted)]
-fn register_lock_name(name: Option<&str>) -> i64 {
-    let n = require_lockable(name, "name");
+fn register_lock_name(name: Option<Text>) -> i64 {
+    let n = require_lockable(name.map(Text::as_str), "name");
     crate::named::Target::named(Some(n)).remember(shmem::get(), crate::backend::coarse_now());
     key64(n.as_bytes())
 }
 
 /// The name remembered for a bigint key, NULL when unknown.
 #[pg_extern(volatile, parallel_safe, name = "named_lock_name")]
-fn named_lock_name(key: i64) -> Option<String> {
+fn named_lock_name(key: i64) -> Option<DbText> {
     lookup(shmem::get()?, Key::Int64(key))
 }
 
 /// The name remembered for a two-key lock: "namespace:name", or "namespace:id" when only
 /// the namespace is known; NULL when unknown.
 #[pg_extern(volatile, parallel_safe, name = "named_lock_name")]
-fn named_lock_name_pair(key1: i32, key2: i32) -> Option<String> {
+fn named_lock_name_pair(key1: i32, key2: i32) -> Option<DbText> {
     lookup(shmem::get()?, Key::Pair(key1, key2))
 }
 
 /// Pids holding `lock_named(name)` in this database now (empty when free); a prepared
 /// transaction holding it shows as 0, as in `pg_blocking_pids`.
 #[pg_extern(volatile, parallel_safe)]
-fn named_lock_holders(name: Option<&str>) -> Vec<i32> {
-    let want = Key::Int64(key64(require_lockable(name, "name").as_bytes()));
+fn named_lock_holders(name: Option<Text>) -> Vec<i32> {
+    let want = Key::Int64(key64(require_lockable(name.map(Text::as_str), "name").as_bytes()));
     // SAFETY: MyDatabaseId is set for the life of the backend.
     let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
     let mut pids = Vec::new();
@@ -109,7 +111,7 @@ fn named_lock_registry() -> TableIterator<
         name!(classid, pg_sys::Oid),
         name!(objid, Option<pg_sys::Oid>),
         name!(objsubid, i16),
-        name!(lock_name, String),
+        name!(lock_name, DbText),
         name!(truncated, bool),
         name!(held_by, Option<i32>),
         name!(held_since, Option<TimestampWithTimeZone>),
@@ -132,7 +134,7 @@ fn named_lock_registry() -> TableIterator<
             let kind = e.kind.as_str();
             let held = (e.held_by != 0).then_some(e.held_by);
             let since = held.and_then(|_| TimestampWithTimeZone::try_from(e.held_since).ok());
-            (kind, classid, objid, objsubid, vis.name(e.role, e.name), e.truncated, held, since)
+            (kind, classid, objid, objsubid, DbText::new(&vis.name(e.role, e.name)), e.truncated, held, since)
         })
         .collect();
     TableIterator::new(rows)
@@ -180,10 +182,11 @@ fn advisory_lock_status(fcinfo: pg_sys::FunctionCallInfo) {
     };
     found.resize_with(rows.len(), || None);
     let mut vis = Visibility::new();
-    let names: Vec<Option<String>> = rows
+    // in the database encoding (pg::encoding): the bytes go into the text datums as they are
+    let names: Vec<Option<Vec<u8>>> = rows
         .iter()
         .zip(found.iter_mut())
-        .map(|(r, found)| found.as_mut().map(|f| vis.lock_name(f, r.key)))
+        .map(|(r, found)| found.as_mut().map(|f| to_database(&vis.lock_name(f, r.key)).into_owned()))
         .collect();
     // SAFETY: the materialize-mode SRF protocol: InitMaterializedSRF checks that the
     // caller accepts a materialized set and sets up the tuplestore and its descriptor
@@ -202,7 +205,7 @@ fn advisory_lock_status(fcinfo: pg_sys::FunctionCallInfo) {
     // frames and pgrx turns it into an ordinary error.
     unsafe {
         pg_sys::ffi::pg_guard_ffi_boundary(|| {
-            let text = |s: &str| pg_sys::Datum::from(raw::cstring_to_text_with_len(s.as_ptr().cast(), s.len() as i32));
+            let text = |s: &[u8]| pg_sys::Datum::from(raw::cstring_to_text_with_len(s.as_ptr().cast(), s.len() as i32));
             for (i, r) in rows.iter().enumerate() {
                 let f = found[i].as_ref();
                 let mut values = [pg_sys::Datum::from(0usize); 11];
@@ -218,21 +221,21 @@ fn advisory_lock_status(fcinfo: pg_sys::FunctionCallInfo) {
                 }
                 match r.key {
                     Key::Int64(k) => {
-                        values[3] = text("bigint");
+                        values[3] = text(b"bigint");
                         values[4] = pg_sys::Datum::from(k);
                         nulls[5] = true;
                         nulls[6] = true;
                     }
                     Key::Pair(k1, k2) => {
-                        values[3] = text("pair");
+                        values[3] = text(b"pair");
                         nulls[4] = true;
                         values[5] = pg_sys::Datum::from(k1);
                         values[6] = pg_sys::Datum::from(k2);
                     }
                 }
                 values[7] = match r.mode as u32 {
-                    pg_sys::ExclusiveLock => text("exclusive"),
-                    pg_sys::ShareLock => text("shared"),
+                    pg_sys::ExclusiveLock => text(b"exclusive"),
+                    pg_sys::ShareLock => text(b"shared"),
                     m => pg_sys::Datum::from(raw::cstring_to_text(raw::GetLockmodeName(
                         pg_sys::USER_LOCKMETHOD as _,
                         m as _,
@@ -253,17 +256,8 @@ fn advisory_lock_status(fcinfo: pg_sys::FunctionCallInfo) {
     }
 }
 
-/// PostgreSQL functions called inside the single guard of `advisory_lock_status`.
-mod raw {
-    use pgrx::pg_sys::{Datum, LOCKMETHODID, LOCKMODE, Tuplestorestate, TupleDesc};
-    use std::ffi::c_char;
-    extern "C-unwind" {
-        pub fn cstring_to_text_with_len(s: *const c_char, len: i32) -> *mut pgrx::pg_sys::text;
-        pub fn cstring_to_text(s: *const c_char) -> *mut pgrx::pg_sys::text;
-        pub fn GetLockmodeName(lockmethodid: LOCKMETHODID, mode: LOCKMODE) -> *const c_char;
-        pub fn tuplestore_putvalues(state: *mut Tuplestorestate, tdesc: TupleDesc, values: *mut Datum, isnull: *mut bool);
-    }
-}
+// PostgreSQL functions called inside the single guard of `advisory_lock_status`.
+use crate::pg::unguarded as raw;
 
 /// The registry's state: where it lives, capacity, use, and what it could not do.
 #[pg_extern(volatile, parallel_safe)]

@@ -12,6 +12,8 @@ use crate::flatmap::{same_bytes, FlatMap};
 use crate::keys::NameHash;
 
 const CAPACITY: usize = 16_384;
+/// The longest name the memo keeps (see `NameMemo::compute`).
+const MEMO_MAX_BYTES: usize = 1024;
 
 /// FxHash (as in rustc): a few cycles per 8 bytes. Names are caller-chosen, but the
 /// table is per backend and bounded, so a crafted collision set only slows its sender.
@@ -67,7 +69,6 @@ pub struct Memo {
     pub fp: u64,
 }
 
-static MEMO: BackendLocal<FlatMap<Box<[u8]>, Memo>> = BackendLocal::new(FlatMap::new());
 
 /// A 64-bit hash of a name for the memo: Fx rounds over whole 8-byte words, the last one
 /// overlapping, and the length (so no tail is copied into a buffer).
@@ -92,44 +93,61 @@ fn fingerprint(b: &[u8]) -> u64 {
     h.finish()
 }
 
-/// The last name looked up that is not in the memo, inline: `unlock_named(x)` right
+/// The last name looked up that is not in the memo, kept inline: `unlock_named(x)` right
 /// after `lock_named(x)` of a name used once then costs a short compare, not a second md5
 /// (nor does it count as a second sighting).
 const LAST_BYTES: usize = 64;
-static LAST: BackendLocal<(u64, usize, [u8; LAST_BYTES], Option<Memo>)> =
-    BackendLocal::new((0, 0, [0; LAST_BYTES], None));
 
-/// md5 of `name` (memoised), and the registry slot last seen for it.
-#[inline]
-pub fn lookup(name: &str) -> Memo {
-    let b = name.as_bytes();
-    let f = fingerprint(b);
-    if let Some(m) = MEMO.with(|m| m.get(f, |k| same_bytes(k, b)).copied()) {
-        return m;
-    }
-    let last = LAST.with(|(lf, len, bytes, memo)| (*lf == f && same_bytes(&bytes[..*len], b)).then_some(*memo).flatten());
-    if let Some(m) = last {
-        return m;
-    }
-    compute(b, f)
+/// Fingerprints of names seen once and not memoised yet: a two-way set-associative table
+/// as large as the memo, so a working set that fits the memo also fits here (a name
+/// pushed out early is only memoised one use later).
+const SEEN_SLOTS: usize = CAPACITY;
+
+/// The memo itself: an instance, so that each unit test owns one (the backend's lives
+/// in a backend-local static, `MEMO`).
+pub struct NameMemo {
+    memo: FlatMap<Box<[u8]>, Memo>,
+    /// (fingerprint, length, bytes, memo) of the last name looked up outside the memo
+    last: (u64, usize, [u8; LAST_BYTES], Option<Memo>),
+    seen: [u64; SEEN_SLOTS],
 }
 
-/// A name in neither the memo nor LAST: its md5, remembered in one of them.
-#[inline(never)]
-fn compute(b: &[u8], f: u64) -> Memo {
-    // The md5 is a long chain of arithmetic: the line `seen_before` reads after it,
-    // likely not in cache under a stream of new names, loads meanwhile.
-    SEEN.with(|seen| crate::registry::prefetch(seen[seen_index(f)..].as_ptr().cast()));
-    let memo = Memo { hash: NameHash::of(b), slot: None, fp: f };
-    if seen_before(f) {
-        MEMO.with(|m| {
-            if m.len() >= CAPACITY {
-                m.clear();
+impl NameMemo {
+    pub const fn new() -> Self {
+        NameMemo { memo: FlatMap::new(), last: (0, 0, [0; LAST_BYTES], None), seen: [0; SEEN_SLOTS] }
+    }
+
+    /// md5 of `name` (memoised), and the registry slot last seen for it.
+    #[inline]
+    pub fn lookup(&mut self, name: &str) -> Memo {
+        let b = name.as_bytes();
+        let f = fingerprint(b);
+        if let Some(m) = self.memo.get(f, |k| same_bytes(k, b)) {
+            return *m;
+        }
+        let (lf, len, bytes, memo) = &self.last;
+        if let Some(m) = (*lf == f && same_bytes(&bytes[..*len], b)).then_some(*memo).flatten() {
+            return m;
+        }
+        self.compute(b, f)
+    }
+
+    /// A name in neither the memo nor `last`: its md5, remembered in one of them.
+    #[inline(never)]
+    fn compute(&mut self, b: &[u8], f: u64) -> Memo {
+        // The md5 is a long chain of arithmetic: the line `seen_before` reads after it,
+        // likely not in cache under a stream of new names, loads meanwhile.
+        crate::registry::prefetch(self.seen[seen_index(f)..].as_ptr().cast());
+        let memo = Memo { hash: NameHash::of(b), slot: None, fp: f };
+        // Longer names are not memoised: the memo's memory stays bounded (CAPACITY
+        // names of at most MEMO_MAX_BYTES), and their md5 dwarfs a probe anyway.
+        if b.len() <= MEMO_MAX_BYTES && self.seen_before(f) {
+            if self.memo.len() >= CAPACITY {
+                self.memo.clear();
             }
-            m.insert_new(f, b.into(), memo);
-        });
-    } else {
-        LAST.with(|(lf, len, bytes, m)| {
+            self.memo.insert_new(f, b.into(), memo);
+        } else {
+            let (lf, len, bytes, m) = &mut self.last;
             if b.len() <= LAST_BYTES {
                 (*lf, *len) = (f, b.len());
                 bytes[..b.len()].copy_from_slice(b);
@@ -137,30 +155,16 @@ fn compute(b: &[u8], f: u64) -> Memo {
             } else {
                 *m = None;
             }
-        });
+        }
+        memo
     }
-    memo
-}
 
-/// Fingerprints of names seen once and not memoised yet: a two-way set-associative table
-/// as large as the memo, so a working set that fits the memo also fits here (a name
-/// pushed out early is only memoised one use later).
-const SEEN_SLOTS: usize = CAPACITY;
-static SEEN: BackendLocal<[u64; SEEN_SLOTS]> = BackendLocal::new([0; SEEN_SLOTS]);
-
-/// The first way of the set of fingerprint `f` (the two ways of a set share a cache line).
-#[inline]
-fn seen_index(f: u64) -> usize {
-    ((f | 1) >> 40) as usize % SEEN_SLOTS & !1
-}
-
-/// Whether the name with fingerprint `f` was seen before (and forget it then); otherwise
-/// note it.
-fn seen_before(f: u64) -> bool {
-    let f = f | 1; // never 0, the empty slot
-    SEEN.with(|seen| {
+    /// Whether the name with fingerprint `f` was seen before (and forget it then);
+    /// otherwise note it.
+    fn seen_before(&mut self, f: u64) -> bool {
+        let f = f | 1; // never 0, the empty slot
         let i = seen_index(f);
-        let set = &mut seen[i..i + 2];
+        let set = &mut self.seen[i..i + 2];
         if let Some(slot) = set.iter_mut().find(|s| **s == f) {
             *slot = 0;
             return true;
@@ -169,59 +173,98 @@ fn seen_before(f: u64) -> bool {
         let way = if set[0] == 0 { 0 } else { 1 };
         set[way] = f;
         false
-    })
+    }
+
+    /// Remember the registry slot of `name` (valid while the generation is `generation`),
+    /// in `last` or in the memo, wherever the name is. `fp`: the `fp` its `lookup` returned.
+    pub fn set_slot(&mut self, name: &str, fp: u64, slot: i32, generation: u64) {
+        let b = name.as_bytes();
+        // `last` first: a name gets its first slot right after its first lookup, which
+        // left it there.
+        let (lf, len, bytes, memo) = &mut self.last;
+        match memo.as_mut() {
+            Some(m) if *lf == fp && same_bytes(&bytes[..*len], b) => m.slot = Some((slot, generation)),
+            _ => {
+                if let Some(e) = self.memo.get_mut(fp, |k| same_bytes(k, b)) {
+                    e.slot = Some((slot, generation));
+                }
+            }
+        }
+    }
+}
+
+/// The first way of the set of fingerprint `f` (the two ways of a set share a cache line).
+#[inline]
+fn seen_index(f: u64) -> usize {
+    ((f | 1) >> 40) as usize % SEEN_SLOTS & !1
+}
+
+static MEMO: BackendLocal<NameMemo> = BackendLocal::new(NameMemo::new());
+
+/// md5 of `name` (memoised in this backend), and the registry slot last seen for it.
+#[inline]
+pub fn lookup(name: &str) -> Memo {
+    MEMO.with(|m| m.lookup(name))
 }
 
 pub fn hash(name: &str) -> NameHash {
     lookup(name).hash
 }
 
-/// Remember the registry slot of `name` (valid while the generation is `generation`),
-/// in LAST or in the memo, wherever the name is. `fp`: the `fp` its `lookup` returned.
+/// `NameMemo::set_slot` on this backend's memo.
 pub fn set_slot(name: &str, fp: u64, slot: i32, generation: u64) {
-    let b = name.as_bytes();
-    // LAST first: a name gets its first slot right after its first lookup, which left it there.
-    let in_last = LAST.with(|(lf, len, bytes, memo)| match memo.as_mut() {
-        Some(m) if *lf == fp && same_bytes(&bytes[..*len], b) => {
-            m.slot = Some((slot, generation));
-            true
-        }
-        _ => false,
-    });
-    if !in_last {
-        MEMO.with(|m| {
-            if let Some(e) = m.get_mut(fp, |k| same_bytes(k, b)) {
-                e.slot = Some((slot, generation));
-            }
-        });
-    }
+    MEMO.with(|m| m.set_slot(name, fp, slot, generation));
 }
 
 #[cfg(test)]
 mod unit {
+    use super::{fingerprint, NameMemo};
+
+    /// Each test owns its memo: cargo runs tests on several threads, and the backend's
+    /// static is for the backend's one thread only.
+    fn memo() -> Box<NameMemo> {
+        Box::new(NameMemo::new())
+    }
+
     #[test]
     fn memo_returns_the_md5() {
+        let mut m = memo();
         // three rounds: first sight, memoised at the second, served from the memo at the third
         for _ in 0..3 {
             for n in ["a", "daily-report-job", "ü", "", "a-name-longer-than-the-sixty-four-bytes-kept-inline-for-the-last-lookup"] {
-                assert_eq!(super::hash(n).key64(), crate::keys::key64(n.as_bytes()));
-                assert_eq!(super::hash(n).check64(), crate::keys::NameHash::of(n.as_bytes()).check64());
+                assert_eq!(m.lookup(n).hash.key64(), crate::keys::key64(n.as_bytes()));
+                assert_eq!(m.lookup(n).hash.check64(), crate::keys::NameHash::of(n.as_bytes()).check64());
             }
         }
     }
 
     #[test]
     fn a_name_is_memoised_the_second_time_it_is_seen() {
+        let mut m = memo();
         let n = "memo-second-sight";
         let b = n.as_bytes();
-        let in_memo = || super::MEMO.with(|m| m.get(super::fingerprint(b), |k| &k[..] == b).is_some());
-        super::lookup(n);
-        assert!(!in_memo());
-        // straight again (unlock after lock): served by LAST, not a second sighting
-        super::lookup(n);
-        assert!(!in_memo());
-        super::lookup("memo-something-else");
-        super::lookup(n);
-        assert!(in_memo());
+        let in_memo = |m: &NameMemo| m.memo.get(fingerprint(b), |k| &k[..] == b).is_some();
+        m.lookup(n);
+        assert!(!in_memo(&m));
+        // straight again (unlock after lock): served by `last`, not a second sighting
+        m.lookup(n);
+        assert!(!in_memo(&m));
+        m.lookup("memo-something-else");
+        m.lookup(n);
+        assert!(in_memo(&m));
+    }
+
+    #[test]
+    fn a_slot_stays_with_its_name() {
+        let mut m = memo();
+        let (a, b) = ("memo-slot-a", "memo-slot-b");
+        let fa = m.lookup(a).fp;
+        m.set_slot(a, fa, 7, 3);
+        assert_eq!(m.lookup(a).slot, Some((7, 3)));
+        // b pushes a out of `last`; a's slot went with it (a was never memoised)
+        let fb = m.lookup(b).fp;
+        m.set_slot(b, fb, 9, 3);
+        assert_eq!(m.lookup(b).slot, Some((9, 3)));
+        assert_eq!(m.lookup(a).slot, None);
     }
 }

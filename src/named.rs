@@ -9,13 +9,19 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::backend::coarse_now;
+use crate::error;
 use crate::guc;
-use crate::namecache;
 use crate::lockmgr::{self, Key, Mode, Scope};
+use crate::namecache;
 use crate::names::{require_lockable, require_non_null};
 use crate::registry::{pair_key, Grant, Kind, Label, RegKey, Registry, Remembered};
 use crate::shmem;
+use crate::textarg::TextArray;
 use crate::wait::{self, Event, Wait};
+
+/// A registry slot, with the registry generation it was found under (its stamp; see the
+/// registry's locking rules).
+type Slot = (i32, u64);
 
 /// What one call locks, and under which name the registry remembers it.
 pub struct Target<'a> {
@@ -82,42 +88,59 @@ impl<'a> Target<'a> {
         }
     }
 
-    fn into_owned(self) -> Target<'static> {
-        Target { key: self.key, reg: self.reg, label: self.label.into_owned(), hint: self.hint, fp: self.fp }
-    }
-
-    /// Remember the name, used at `now`; the registry slot when it is stored under this name.
+    /// Remember the name, used at `now`; the registry slot when it is stored under this
+    /// name, with its stamp.
     #[inline]
-    pub fn remember(&self, reg: Option<Registry>, now: i64) -> Option<i32> {
+    pub fn remember(&self, reg: Option<Registry>, now: i64) -> Option<Slot> {
         self.remember_with(reg?, now, None).map(|(slot, _)| slot)
     }
 
     /// `remember`, recording `grant` in the entry if the name is new to the registry;
     /// and whether it did (else the caller records the grant itself).
     #[inline]
-    fn remember_with(&self, reg: Registry, now: i64, grant: Option<&Grant>) -> Option<(i32, bool)> {
-        match reg.remembered(self.hint, now) {
-            Some(s) => Some((s, false)),
-            None => self.remember_anew(reg, now, grant),
+    fn remember_with(&self, reg: Registry, now: i64, grant: Option<&Grant>) -> Option<(Slot, bool)> {
+        match (reg.remembered(self.hint, now), self.hint) {
+            (Some(s), Some((_, stamp))) => Some(((s, stamp), false)),
+            _ => self.remember_anew(reg, now, grant),
         }
     }
 
     /// `remember_with` for a name without a valid remembered slot: kept out of line, so
     /// that the common case above stays small.
     #[inline(never)]
-    fn remember_anew(&self, reg: Registry, now: i64, grant: Option<&Grant>) -> Option<(i32, bool)> {
-        let (s, recorded) = match reg.remember(self.reg, &self.label, self.hint, now, grant) {
-            Remembered::Slot(s) => (s, false),
-            Remembered::Recorded(s) => (s, true),
+    fn remember_anew(&self, reg: Registry, now: i64, grant: Option<&Grant>) -> Option<(Slot, bool)> {
+        let (slot, recorded) = match reg.remember(self.reg, &self.label, self.hint, now, grant) {
+            Remembered::Slot(s, stamp) => ((s, stamp), false),
+            Remembered::Recorded(s, stamp) => ((s, stamp), true),
             Remembered::Collision | Remembered::NotStored => return None,
         };
+        // The memo keeps the stamp the registry read before its lookup, never a
+        // generation read now: an eviction in between could have given the slot to
+        // another name, and this backend would then trust it.
         if let (Kind::Bigint, Label::Name(n)) = (self.reg.kind, &self.label) {
-            let generation = reg.generation();
-            if self.hint != Some((s, generation)) {
-                namecache::set_slot(n, self.fp, s, generation);
+            if self.hint != Some(slot) {
+                namecache::set_slot(n, self.fp, slot.0, slot.1);
             }
         }
-        Some((s, recorded))
+        Some((slot, recorded))
+    }
+
+    /// The slot to record a grant in, after the grant: `slot` when no eviction pass has
+    /// started since it was stamped (a pass that walked the lock lists before the grant
+    /// bumped the generation before its walk), else the name looked up again, which
+    /// waits for that pass and registers the name again if the pass evicted it.
+    #[inline]
+    fn after_grant(&self, reg: Registry, slot: Slot, now: i64) -> Option<Slot> {
+        if reg.generation_after_grant() == slot.1 {
+            return Some(slot);
+        }
+        self.remember_again(reg, now)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn remember_again(&self, reg: Registry, now: i64) -> Option<Slot> {
+        self.remember_anew(reg, now, None).map(|(slot, _)| slot)
     }
 
     /// A bigint name this backend has no registry slot for: most likely new to the
@@ -129,10 +152,18 @@ impl<'a> Target<'a> {
 
 /// The targets of a `_many` call: every element a lockable name, sorted by key (the
 /// global order that makes concurrent `_many` calls deadlock-free) and folded by key.
-pub fn many(names: Option<pgrx::Array<&str>>) -> Vec<Target<'static>> {
+/// At most `error::MAX_NAMES_PER_CALL` elements (54000 past it, checked before anything
+/// is allocated); the list is allocated fallibly (53200 when memory runs out, never an
+/// abort) and borrows the names from the array, and the sort is in place.
+pub fn many<'a>(names: Option<TextArray<'a>>) -> Vec<Target<'a>> {
     let names = require_non_null(names, "name array");
-    let mut targets: Vec<Target<'static>> = names.iter().map(|n| Target::named(n).into_owned()).collect();
-    targets.sort_by_key(|t| match t.key {
+    let n = names.len();
+    if n > error::MAX_NAMES_PER_CALL {
+        error::too_many_names(n);
+    }
+    let mut targets: Vec<Target<'a>> = error::vec_with_capacity(n);
+    targets.extend(names.iter().map(Target::named));
+    targets.sort_unstable_by_key(|t| match t.key {
         Key::Int64(k) => k,
         Key::Pair(..) => unreachable!("_many locks bigint keys"),
     });
@@ -166,11 +197,19 @@ pub fn acquire(targets: &[Target], mode: Mode, scope: Scope, wait: Wait) -> bool
     }
     let reg = shmem::get();
     let now = coarse_now();
-    let slots: Vec<Option<i32>> = targets.iter().map(|t| t.remember(reg, now)).collect();
-    let keys: Vec<Key> = targets.iter().map(|t| t.key).collect();
-    let mut events: Vec<(usize, Event)> = Vec::with_capacity(targets.len());
+    let mut slots: Vec<Option<Slot>> = error::vec_with_capacity(targets.len());
+    slots.extend(targets.iter().map(|t| t.remember(reg, now)));
+    let mut keys: Vec<Key> = error::vec_with_capacity(targets.len());
+    keys.extend(targets.iter().map(|t| t.key));
+    // one event per key at most
+    let mut events: Vec<(usize, Event)> = error::vec_with_capacity(targets.len());
     let ok = wait::acquire_all(&keys, mode, scope, wait, &mut |i, ev| events.push((i, ev)));
     if let Some(reg) = reg {
+        if ok {
+            for (t, slot) in targets.iter().zip(slots.iter_mut()) {
+                *slot = slot.and_then(|s| t.after_grant(reg, s, now));
+            }
+        }
         record(reg, targets, &slots, &events, ok, now);
     }
     ok
@@ -193,7 +232,11 @@ fn acquire_one(t: &Target, mode: Mode, scope: Scope, wait: Wait) -> bool {
             Some(event) => {
                 let track = guc::track_stats();
                 let grant = Grant { new_hold: event == Event::Immediate(true), pid: me, track };
-                if let Some((slot, false)) = t.remember_with(reg, now, Some(&grant)) {
+                // No `after_grant` check: the entry is created (or found) under the
+                // exclusive lock after the grant, and an eviction pass holds that lock
+                // from before its walk, so a pass either ends before the entry exists or
+                // walks after the grant and sees the lock.
+                if let Some(((slot, _), false)) = t.remember_with(reg, now, Some(&grant)) {
                     record_one(reg, t.reg.kind, slot, event, true, now, track);
                 }
                 return true;
@@ -206,23 +249,26 @@ fn acquire_one(t: &Target, mode: Mode, scope: Scope, wait: Wait) -> bool {
         wait::when_busy(t.key, mode, scope, wait)
     } else {
         let likely_busy = match (reg, slot) {
-            (Some(reg), Some(slot)) => reg.likely_busy(slot, me),
+            (Some(reg), Some((slot, _))) => reg.likely_busy(slot, me),
             _ => false,
         };
         wait::acquire_one(t.key, mode, scope, wait, likely_busy)
     };
     if let (Some(reg), Some(slot)) = (reg, slot) {
-        record_one(reg, t.reg.kind, slot, event, ok, now, guc::track_stats());
+        let slot = if ok { t.after_grant(reg, slot, now) } else { Some(slot) };
+        if let Some((slot, _)) = slot {
+            record_one(reg, t.reg.kind, slot, event, ok, now, guc::track_stats());
+        }
     }
     ok
 }
 
 /// Holder and statistics updates, after the fact: a failed all-or-nothing call counts
 /// only its try failure or timeout, not the holds it undid. `at`: when the call started.
-fn record(reg: Registry, targets: &[Target], slots: &[Option<i32>], events: &[(usize, Event)], ok: bool, at: i64) {
+fn record(reg: Registry, targets: &[Target], slots: &[Option<Slot>], events: &[(usize, Event)], ok: bool, at: i64) {
     let track = guc::track_stats();
     for &(i, ev) in events {
-        if let Some(slot) = slots[i] {
+        if let Some((slot, _)) = slots[i] {
             record_one(reg, targets[i].reg.kind, slot, ev, ok, at, track);
         }
     }
@@ -272,13 +318,11 @@ fn record_one(reg: Registry, kind: Kind, slot: i32, ev: Event, ok: bool, at: i64
 }
 
 /// `unlock_named(name)`: release one session hold; false (with the lock manager's
-/// WARNING) when not held. Only the key is needed, not a full `Target`.
+/// WARNING) when not held. Only the key is needed, not a full `Target`, and nothing on
+/// the way owns memory, so the release goes without pgrx's guard (`release_fast`).
 pub fn release_named(name: Option<&str>, mode: Mode) -> bool {
-    release_key(Key::Int64(namecache::lookup(require_lockable(name, "name")).hash.key64()), mode)
-}
-
-fn release_key(key: Key, mode: Mode) -> bool {
-    let released = lockmgr::release(key, mode);
+    let key = Key::Int64(namecache::lookup(require_lockable(name, "name")).hash.key64());
+    let released = lockmgr::release_fast(key, mode);
     if released {
         crate::session::note_released(key, mode, Scope::Session);
     }
@@ -286,7 +330,15 @@ fn release_key(key: Key, mode: Mode) -> bool {
 }
 
 /// Release one session hold of each target; the number released (a target not held
-/// gets the lock manager's WARNING and does not count).
+/// gets the lock manager's WARNING and does not count). Guarded: a pending cancel that
+/// the WARNING raises unwinds through here and frees the targets.
 pub fn release(targets: &[Target], mode: Mode) -> i32 {
-    targets.iter().filter(|t| release_key(t.key, mode)).count() as i32
+    let mut n = 0;
+    for t in targets {
+        if lockmgr::release(t.key, mode) {
+            crate::session::note_released(t.key, mode, Scope::Session);
+            n += 1;
+        }
+    }
+    n
 }

@@ -21,24 +21,34 @@
 //! - Everything else in an entry (last use, holder, role, statistics) and the other
 //!   counters in the header are atomics, updated with no LWLock. Such an update can land on an entry
 //!   that was just evicted and reused: that misattributes one count, never corrupts.
-//! - `Header::generation` changes whenever an entry is removed. Each backend caches the
-//!   slot of the names it registered and trusts the cache only while the generation is
-//!   unchanged, so a name this backend already registered costs one atomic load.
-//! - Nothing that takes lock-manager partition locks runs under the registry lock:
-//!   eviction collects the advisory locks in use (walking every process's lock lists,
-//!   one partition lock at a time) before taking it.
+//! - `Header::generation` changes whenever an entry may be removed: an eviction pass
+//!   bumps it once before it reads which locks are in use and once after it unlinked its
+//!   victims. Each backend caches the slot of the names it uses, stamped with the
+//!   generation read *before* the lookup that found the slot, and trusts the cache only
+//!   while the generation is unchanged, so a name this backend already registered costs
+//!   one atomic load (and a stamp taken after the lookup could bless a slot that an
+//!   eviction freed and another name took in between).
+//! - An eviction pass holds the lock exclusive from before it reads which advisory locks
+//!   are in use (walking every process's lock lists, one lock-manager partition lock at
+//!   a time, in shared mode) until its victims are unlinked. Nobody takes the registry
+//!   lock while holding a partition lock, so the order registry → partition cannot
+//!   deadlock. A lock granted after the walk read its partition is not seen by the pass;
+//!   its caller checks the generation again after the grant (see `named`): unchanged
+//!   means no pass started before the grant, changed means it looks the name up again,
+//!   which waits for the pass to finish and re-registers a name it evicted.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use crate::lockmgr::Key;
 use crate::backend::BackendLocal;
+use crate::lockmgr::Key;
 use crate::namecache::FxBuild;
+use crate::pg::encoding::for_message;
 
 /// Bytes of a name kept in shared memory; longer names are still hashed whole and are
 /// stored cut at a character boundary, marked truncated. Chosen so that an `Entry` is
@@ -201,27 +211,24 @@ pub enum Label<'a> {
 }
 
 impl Label<'_> {
+    /// The label as stored (at most a little over NAME_BYTES, then cut by `cut`): a
+    /// pair's halves are cut first, so that two huge names never make a huge string.
     pub fn render(&self) -> Cow<'_, str> {
         match self {
             Label::Name(n) => Cow::Borrowed(n),
-            Label::Pair(ns, n) => Cow::Owned(format!("{ns}:{n}")),
-        }
-    }
-
-    pub fn into_owned(self) -> Label<'static> {
-        match self {
-            Label::Name(n) => Label::Name(Cow::Owned(n.into_owned())),
-            Label::Pair(ns, n) => Label::Pair(Cow::Owned(ns.into_owned()), Cow::Owned(n.into_owned())),
+            Label::Pair(ns, n) => Cow::Owned(format!("{}:{}", head(ns), head(n))),
         }
     }
 }
 
 /// Result of registering a name.
 pub enum Remembered {
-    /// Stored (or already there); the slot for statistics and holder updates.
-    Slot(i32),
+    /// Stored (or already there); the slot for statistics and holder updates, and the
+    /// registry generation read before the lookup that found it (the stamp under which
+    /// a backend may trust the slot later).
+    Slot(i32, u64),
     /// Stored just now, with the caller's grant already recorded in it (see `Grant`).
-    Recorded(i32),
+    Recorded(i32, u64),
     /// Another name already owns this key: reported, not merged.
     Collision,
     /// The registry is full and nothing could be evicted.
@@ -246,19 +253,9 @@ static CACHE: BackendLocal<(u64, Option<HashMap<RegKey, i32, FxBuild>>)> = Backe
 static WARNED_FULL: BackendLocal<bool> = BackendLocal::new(false);
 static WARNED_COLLISION: BackendLocal<Option<HashSet<RegKey>>> = BackendLocal::new(None);
 
-/// LWLock calls without pgrx's FFI guard (a sigsetjmp each; two per registry visit).
-/// They cannot raise here: LWLockAcquire fails only past 200 LWLocks held at once (we
-/// hold at most this one, briefly, and call nothing while holding it that takes
-/// another), waits with interrupts held off, and LWLockRelease fails only for a lock not
-/// held, and `Guard` releases only what it acquired.
-mod unguarded {
-    use pgrx::pg_sys::{LWLock, LWLockMode};
-    extern "C-unwind" {
-        pub fn LWLockAcquire(lock: *mut LWLock, mode: LWLockMode::Type) -> bool;
-        pub fn LWLockRelease(lock: *mut LWLock);
-        pub fn LWLockHeldByMe(lock: *mut LWLock) -> bool;
-    }
-}
+// The LWLock calls go without pgrx's FFI guard (a sigsetjmp each; two per registry
+// visit): see `pg::unguarded` for why they cannot raise here.
+use crate::pg::unguarded;
 
 /// Holds the registry LWLock; releases it on drop, also when an ERROR unwinds.
 struct Guard(*mut pg_sys::LWLock);
@@ -319,13 +316,10 @@ impl Registry {
     /// # Safety
     /// `mem` must point to a registry laid out by `init` that stays mapped for the life of
     /// the backend.
-    pub unsafe fn attach(mem: *mut u8) -> Registry {
+    pub unsafe fn attach(mem: *mut u8) -> Option<Registry> {
         let reg = Registry { hdr: mem.cast() };
         // SAFETY: per the contract, the header is initialised.
-        unsafe {
-            assert_eq!((*reg.hdr).magic, MAGIC, "pg_named_locks: shared memory is not a registry");
-        }
-        reg
+        (unsafe { (*reg.hdr).magic } == MAGIC).then_some(reg)
     }
 
     /// # Safety
@@ -424,13 +418,22 @@ impl Registry {
         self.header().generation.load(Relaxed)
     }
 
+    /// The generation, read after a lock grant: ordered after the grant, so that it sees
+    /// the bump of any eviction pass whose walk of the lock lists came before the grant
+    /// (that walk and the grant take the same partition lock, in turn).
+    #[inline]
+    pub fn generation_after_grant(&self) -> u64 {
+        self.header().generation.load(SeqCst)
+    }
+
     /// Remember `label` for `rk`, evicting when full, and mark it used at `now`. `hint` is
     /// a (slot, generation) the caller remembered for this name: still valid if no entry
     /// was removed since.
     pub fn remember(&self, rk: RegKey, label: &Label, hint: Option<(i32, u64)>, now: i64, grant: Option<&Grant>) -> Remembered {
         if let Some(slot) = self.remembered(hint, now) {
-            return Remembered::Slot(slot);
+            return Remembered::Slot(slot, hint.map_or(0, |(_, g)| g));
         }
+        // Read before the lookup: the slot found is valid under this stamp (module doc).
         let generation = self.generation();
         // Names locked by bigint key carry their slot in the caller's name memo (`hint`);
         // the other kinds are remembered here.
@@ -449,7 +452,7 @@ impl Registry {
         };
         if let Some(slot) = cached {
             self.touch(slot, now);
-            return Remembered::Slot(slot);
+            return Remembered::Slot(slot, generation);
         }
 
         let label = label.render();
@@ -467,7 +470,7 @@ impl Registry {
             Some((slot, check, _, _)) if check == rk.check => (slot, false),
             Some((_, _, other, role)) => return self.collision(rk, label, &other, role),
             None => match self.insert(rk, label, now, grant) {
-                Ok((slot, true)) if grant.is_some() => return Remembered::Recorded(slot),
+                Ok((slot, true)) if grant.is_some() => return Remembered::Recorded(slot, generation),
                 Ok(found) => found,
                 Err(Some((other, role))) => return self.collision(rk, label, &other, role),
                 Err(None) => return self.not_stored(label),
@@ -481,7 +484,7 @@ impl Registry {
                 map.get_or_insert_with(HashMap::default).insert(rk, slot);
             }
         });
-        Remembered::Slot(slot)
+        Remembered::Slot(slot, generation)
     }
 
     /// Full, and nothing could be evicted: counted, and warned about once per session.
@@ -491,17 +494,20 @@ impl Registry {
         self.header().not_stored.fetch_add(1, Relaxed);
         if !WARNED_FULL.get() {
             WARNED_FULL.set(true);
-            ErrorReport::new(
-                PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
-                format!(
-                    "pg_named_locks registry is full ({} names, all in use): lock name \"{label}\" is not remembered",
-                    self.capacity()
-                ),
-                "pg_named_locks",
-            )
-            .set_detail("Locking is not affected; monitoring shows such locks by key only. This warning is shown once per session.")
-            .set_hint("Raise pg_named_locks.max_names (requires a restart).")
-            .report(PgLogLevel::WARNING);
+            let label = for_message(cut(label).0);
+            crate::error::warn(
+                ErrorReport::new(
+                    PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
+                    format!(
+                        "pg_named_locks registry is full ({} names, all in use): lock name \"{label}\" is not remembered",
+                        self.capacity()
+                    ),
+                    "pg_named_locks",
+                )
+                .set_detail("Locking is not affected; monitoring shows such locks by key only. This warning is shown once per session.")
+                .set_hint("Raise pg_named_locks.max_names (requires a restart)."),
+                PgLogLevel::WARNING,
+            );
         }
         Remembered::NotStored
     }
@@ -521,17 +527,20 @@ impl Registry {
         let other = if may_see(role) { other } else { crate::monitor::HIDDEN };
         let first = WARNED_COLLISION.with(|s| s.get_or_insert_with(HashSet::new).insert(rk));
         if first {
-            ErrorReport::new(
-                PgSqlErrorCode::ERRCODE_WARNING,
-                format!("lock name \"{label}\" has the same key as lock name \"{other}\""),
-                "pg_named_locks",
-            )
-            .set_detail(
-                "Both names map to one advisory lock key, so they lock the same lock. \
-                 The registry keeps the first name and does not merge them.",
-            )
-            .set_hint("Rename one of the two locks.")
-            .report(PgLogLevel::WARNING);
+            let (label, other) = (for_message(cut(label).0), for_message(other));
+            crate::error::warn(
+                ErrorReport::new(
+                    PgSqlErrorCode::ERRCODE_WARNING,
+                    format!("lock name \"{label}\" has the same key as lock name \"{other}\""),
+                    "pg_named_locks",
+                )
+                .set_detail(
+                    "Both names map to one advisory lock key, so they lock the same lock. \
+                     The registry keeps the first name and does not merge them.",
+                )
+                .set_hint("Rename one of the two locks."),
+                PgLogLevel::WARNING,
+            );
         }
         Remembered::Collision
     }
@@ -688,8 +697,11 @@ impl Registry {
     #[cold]
     #[inline(never)]
     fn evict(&self) {
-        let keys_in_use = advisory_keys_in_use();
         let _g = self.lock(true);
+        // Before the walk: a lock granted after the walk read its partition is checked
+        // against this bump by its caller (see the locking rules).
+        self.header().generation.fetch_add(1, SeqCst);
+        let Some(keys_in_use) = advisory_keys_in_use() else { return };
         let cap = self.capacity() as i32;
         // The age of an occupied entry, with its slot to break ties.
         let age = |s: i32| -> Option<(i64, i32)> {
@@ -701,7 +713,7 @@ impl Registry {
         let in_use = |s: i32| -> bool {
             // SAFETY: exclusive lock held; s is occupied, and kind was written from a Kind.
             let e = unsafe { &*self.meta(s) };
-            !keys_in_use.is_empty() && keys_in_use.contains(&(unsafe { std::mem::transmute::<u8, Kind>(e.kind) }, e.key))
+            !keys_in_use.is_empty() && keys_in_use.binary_search(&(e.kind, e.key)).is_ok()
         };
         // An entry that may go: occupied, its lock not held nor awaited.
         let candidate = |s: i32| age(s).filter(|_| !in_use(s));
@@ -715,7 +727,14 @@ impl Registry {
         const SAMPLE: usize = 1024;
         let n = (self.capacity() / 4).max(1);
         let stride = (self.capacity() / SAMPLE).max(1);
-        let mut sample: Vec<(i64, i32)> = (0..cap).step_by(stride).filter_map(candidate).collect();
+        // The sample's allocation is bounded by max_names, not by anything a caller
+        // passes; still, a failed one ends the pass (nothing evicted) instead of the
+        // backend.
+        let mut sample: Vec<(i64, i32)> = Vec::new();
+        if sample.try_reserve_exact(cap as usize / stride + 1).is_err() {
+            return;
+        }
+        sample.extend((0..cap).step_by(stride).filter_map(candidate));
         let k = if stride == 1 {
             // every slot was read: the selection is exact
             n
@@ -723,7 +742,10 @@ impl Registry {
             // n of the ~sample.len() * stride candidates go: in the sample, n / stride
             (n / stride).max(1)
         } else {
-            sample = (0..cap).filter_map(candidate).collect();
+            if sample.try_reserve_exact(cap as usize).is_err() {
+                return;
+            }
+            sample.extend((0..cap).filter_map(candidate));
             n
         };
         if sample.is_empty() {
@@ -772,7 +794,7 @@ impl Registry {
         unsafe { (*self.hdr).hand = ((last + 1) % cap.max(1)) as u32 };
         let h = self.header();
         h.evictions.fetch_add(found as u64, Relaxed);
-        h.generation.fetch_add(1, Relaxed);
+        h.generation.fetch_add(1, SeqCst);
     }
 
     /// Remove one entry; caller holds the exclusive lock.
@@ -904,6 +926,18 @@ pub fn prefetch(p: *const u8) {
     let _ = p;
 }
 
+/// At most NAME_BYTES + 4 bytes of `s`, cut at a character boundary: when it cuts, at
+/// least NAME_BYTES + 1 bytes are left (a character is at most 4 bytes), so a label
+/// built from cut halves is still longer than `cut` keeps, and `cut` marks it, with the
+/// same first NAME_BYTES bytes as the label of the whole halves.
+fn head(s: &str) -> &str {
+    let mut end = s.len().min(NAME_BYTES + 4);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// `label` cut to NAME_BYTES at a character boundary, and whether it was cut.
 fn cut(label: &str) -> (&str, bool) {
     if label.len() <= NAME_BYTES {
@@ -916,21 +950,34 @@ fn cut(label: &str) -> (&str, bool) {
     (&label[..end], true)
 }
 
-/// Registry keys of every advisory lock held or awaited right now, in any database.
-/// Takes each lock-manager partition lock in turn (briefly, shared): call it only when
-/// evicting.
-fn advisory_keys_in_use() -> HashSet<(Kind, i64), FxBuild> {
-    let mut set = HashSet::default();
-    crate::lockmgr::for_each_advisory_key_in_use(|key| match key {
-        Key::Int64(k) => {
-            set.insert((Kind::Bigint, k));
+/// Registry keys (kind, key) of every advisory lock held or awaited right now, in any
+/// database, sorted for binary search. Takes each lock-manager partition lock in turn
+/// (briefly, shared): call it only when evicting. None when memory for the list ran out
+/// (Rust's allocation would abort; the pass then evicts nothing): the list grows with
+/// the locks in the lock table, up to its size, without a bound of ours.
+fn advisory_keys_in_use() -> Option<Vec<(u8, i64)>> {
+    let mut keys: Vec<(u8, i64)> = Vec::new();
+    let mut failed = false;
+    let mut push = |k: (u8, i64)| {
+        if keys.len() == keys.capacity() && keys.try_reserve(keys.len().max(64)).is_err() {
+            failed = true;
+            return;
         }
+        keys.push(k);
+    };
+    crate::lockmgr::for_each_advisory_key_in_use(|key| match key {
+        Key::Int64(k) => push((Kind::Bigint as u8, k)),
         Key::Pair(k1, k2) => {
-            set.insert((Kind::Pair, pair_key(k1, k2)));
-            set.insert((Kind::Namespace, k1 as i64));
+            push((Kind::Pair as u8, pair_key(k1, k2)));
+            push((Kind::Namespace as u8, k1 as i64));
         }
     });
-    set
+    if failed {
+        return None;
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    Some(keys)
 }
 
 /// Whether the current user may see a name last used by `role`: the rule of
@@ -966,6 +1013,19 @@ mod unit {
         assert_eq!((align(size_of::<Header>()) + align(10_000 * size_of::<Meta>())) % 64, 0);
     }
 
+    /// A pair's label is built from halves cut short (two huge names never make a huge
+    /// string), and stores exactly what the whole label would.
+    #[test]
+    fn pair_labels_store_what_the_whole_label_would() {
+        let long_ns = format!("xx{}", "😀".repeat(60));
+        let long_n = "ü".repeat(200);
+        for (ns, n) in [(long_ns.as_str(), "x"), ("ns", long_n.as_str()), (long_ns.as_str(), long_n.as_str()), ("ns", "x")] {
+            let whole = format!("{ns}:{n}");
+            let label = Label::Pair(Cow::Borrowed(ns), Cow::Borrowed(n));
+            assert_eq!(cut(&label.render()), cut(&whole), "{ns}:{n}");
+        }
+    }
+
     #[test]
     fn cut_keeps_char_boundaries() {
         let long = "ü".repeat(150); // 300 bytes
@@ -979,3 +1039,74 @@ mod unit {
         assert_eq!(cut("short"), ("short", false));
     }
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use super::*;
+
+    /// A registry of `capacity` names in this backend's own memory (no other backend
+    /// sees it), laid out as in shared memory: its evictions and slot reuse are this
+    /// test's alone.
+    fn private_registry(capacity: usize) -> (Vec<u64>, Registry) {
+        let mut mem = vec![0u64; shmem_size(capacity) / 8 + 1];
+        // SAFETY: 8-aligned, large enough, not shared with anyone.
+        let reg = unsafe { Registry::init(mem.as_mut_ptr().cast(), capacity, pg_sys::LWLockNewTrancheId()) };
+        (mem, reg)
+    }
+
+    fn name_key(i: i64) -> RegKey {
+        RegKey { kind: Kind::Bigint, key: i, check: i as u64 }
+    }
+
+    /// Issue 15, item 6: the stamp a backend keeps with a slot must be the generation
+    /// read before the lookup that found the slot. Here an eviction pass frees the
+    /// slot and another name takes it after `remember` returned and before the caller
+    /// stamps it; the old code stamped with the generation read then (`generation()`),
+    /// which validates the stale slot: the backend would have trusted a slot that now
+    /// holds another name, and overwritten its role, holder and statistics.
+    #[pg_test]
+    fn a_slot_is_stamped_with_the_generation_before_its_lookup() {
+        let (_mem, reg) = private_registry(16);
+        let Remembered::Slot(slot, stamp) = reg.remember(name_key(1), &Label::Name("victim".into()), None, 1, None) else {
+            panic!("not stored")
+        };
+        // Newer names fill the registry: the victim (used at t = 1) is the oldest, so the
+        // first eviction pass frees its slot, and the inserts after it take the slot.
+        for i in 2..=40 {
+            let name = format!("other-{i}");
+            reg.remember(name_key(i), &Label::Name(name.as_str().into()), None, 1000 + i, None);
+        }
+        let now_in_slot = reg.snapshot().into_iter().find(|e| e.slot == slot).map(|e| e.name);
+        assert!(now_in_slot.as_deref().is_some_and(|n| n != "victim"), "slot {slot} holds {now_in_slot:?}");
+        // the stamp read before the lookup rejects the slot ...
+        assert_eq!(reg.remembered(Some((slot, stamp)), 2000), None);
+        // ... where a stamp read after the eviction (the old code's) would accept it
+        assert_eq!(reg.remembered(Some((slot, reg.generation())), 2000), Some(slot));
+    }
+
+    /// An eviction pass bumps the generation before it reads which locks are in use, so
+    /// that a lock granted after that read is noticed by its caller (`named::after_grant`).
+    #[pg_test]
+    fn an_eviction_pass_bumps_the_generation_before_and_after() {
+        let (_mem, reg) = private_registry(16);
+        for i in 1..=16 {
+            let name = format!("n-{i}");
+            reg.remember(name_key(i), &Label::Name(name.as_str().into()), None, i, None);
+        }
+        let before = reg.generation();
+        reg.evict();
+        assert_eq!(reg.generation(), before + 2);
+        assert_eq!(reg.used(), 12, "a quarter of the names evicted");
+    }
+
+    /// A registry whose memory is not ours is refused, not trusted (and not an ERROR:
+    /// locking must go on without it).
+    #[pg_test]
+    fn attach_refuses_memory_that_is_not_a_registry() {
+        let mut mem = vec![0u64; 64];
+        // SAFETY: valid for reads of a Header.
+        assert!(unsafe { Registry::attach(mem.as_mut_ptr().cast()) }.is_none());
+    }
+}
+

@@ -6,6 +6,7 @@
 use pgrx::prelude::*;
 
 use crate::monitor::Visibility;
+use crate::pg::encoding::DbText;
 use crate::shmem;
 
 fn ts(t: i64) -> Option<TimestampWithTimeZone> {
@@ -17,7 +18,7 @@ fn ts(t: i64) -> Option<TimestampWithTimeZone> {
 fn named_lock_stats_fn() -> TableIterator<
     'static,
     (
-        name!(lock_name, String),
+        name!(lock_name, DbText),
         name!(key_kind, &'static str),
         name!(acquisitions, i64),
         name!(immediate_acquisitions, i64),
@@ -39,7 +40,7 @@ fn named_lock_stats_fn() -> TableIterator<
             let acq = imm + waits;
             let kind = e.kind.as_str();
             (
-                vis.name(e.role, e.name),
+                DbText::new(&vis.name(e.role, e.name)),
                 kind,
                 acq as i64,
                 imm as i64,

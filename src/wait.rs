@@ -54,13 +54,8 @@ pub enum Event {
 /// each time it puts a backend to sleep on a lock (in a hot standby's backends too; only
 /// the startup process, which takes no advisory locks, skips it).
 fn wait_started() -> i64 {
-    extern "C-unwind" {
-        /// timeout.c; TimeoutId is a C enum, DEADLOCK_TIMEOUT = 1 in PostgreSQL 15 to 18.
-        fn get_timeout_start_time(id: std::ffi::c_int) -> pg_sys::TimestampTz;
-    }
-    const DEADLOCK_TIMEOUT: std::ffi::c_int = 1;
     // SAFETY: reads one field of timeout.c's static array; cannot raise.
-    unsafe { get_timeout_start_time(DEADLOCK_TIMEOUT) }
+    unsafe { crate::pg::unguarded::get_timeout_start_time(crate::pg::DEADLOCK_TIMEOUT) }
 }
 
 /// One successful acquisition made by this call, to undo on failure.
@@ -75,7 +70,7 @@ struct Hold {
 fn undo(holds: &[Hold], mode: Mode, scope: Scope) {
     for h in holds.iter().rev() {
         if scope == Scope::Session || !h.in_subxact {
-            lockmgr::release_quiet(h.key, mode, scope);
+            lockmgr::release_held(h.key, mode, scope);
         }
         session::note_released(h.key, mode, scope);
     }
@@ -89,7 +84,7 @@ pub fn acquire_all(keys: &[Key], mode: Mode, scope: Scope, wait: Wait, on: &mut 
     for (i, &key) in keys.iter().enumerate() {
         // The cap (53400) or a full shared lock table (53200) raises here: give back
         // what this call took. (One key never comes here: that is `acquire_one`.)
-        let event = PgTryBuilder::new(AssertUnwindSafe(|| try_key(key, mode, scope)))
+        let event = PgTryBuilder::new(AssertUnwindSafe(|| try_key(key, mode, scope, false)))
             .catch_others(|e| {
                 undo(&holds, mode, scope);
                 e.rethrow()
@@ -127,7 +122,7 @@ pub fn acquire_one(key: Key, mode: Mode, scope: Scope, wait: Wait, likely_busy: 
 /// (and noted), None when it is busy (then `when_busy` goes on).
 #[inline]
 pub fn try_one(key: Key, mode: Mode, scope: Scope) -> Option<Event> {
-    let event = try_key(key, mode, scope)?;
+    let event = try_key(key, mode, scope, true)?;
     session::note_acquired(key, mode, scope);
     Some(event)
 }
@@ -148,6 +143,11 @@ fn wait_one(key: Key, mode: Mode, scope: Scope) -> (bool, Event) {
     if let Err(e) = session::check_cap(key) {
         e.report(PgLogLevel::ERROR);
     }
+    // No non-waiting attempt came first here, so whether the lock was held before the
+    // request is read now, not inferred after an error (a waiting request of a lock
+    // already held returns at once, but can still raise: out of memory recording the
+    // new owner).
+    let held_before = lockmgr::held_by_me(key, mode);
     // `wait_forever` for one key, without its list of holds to undo: nothing else is
     // held by this call, and nothing after the grant can raise. A bare catch_unwind, not
     // PgTryBuilder: that allocates its handler (and frees it) on every call, here every
@@ -156,7 +156,7 @@ fn wait_one(key: Key, mode: Mode, scope: Scope) -> (bool, Event) {
     let event = match std::panic::catch_unwind(|| wait_for(key, mode, scope)) {
         Ok(event) => event,
         Err(error) => {
-            give_back_edge_grant(key, mode, scope);
+            give_back_edge_grant(key, mode, scope, held_before);
             std::panic::resume_unwind(error)
         }
     };
@@ -167,7 +167,7 @@ fn wait_one(key: Key, mode: Mode, scope: Scope) -> (bool, Event) {
 /// Request `key` and sleep until it is granted; what happened, for the statistics.
 fn wait_for(key: Key, mode: Mode, scope: Scope) -> Event {
     let started = wait_started();
-    let got = lockmgr::acquire(key, mode, scope, true);
+    let got = lockmgr::acquire_waiting(key, mode, scope);
     // The lock manager starts the deadlock timer when, and only when, it puts the
     // backend to sleep: the timer's start time tells a wait (and when it began) from a
     // grant at once, without reading the clock twice.
@@ -180,16 +180,17 @@ fn wait_for(key: Key, mode: Mode, scope: Scope) -> Event {
 
 /// The wait for `key` raised (cancel, a timeout, a deadlock): leave the wait queue now,
 /// and give back the lock if it was granted in the instant the error fired.
-fn give_back_edge_grant(key: Key, mode: Mode, scope: Scope) {
+/// `held_before`: whether this backend held `key` in `mode` before the request, read
+/// before it was made.
+fn give_back_edge_grant(key: Key, mode: Mode, scope: Scope, held_before: bool) {
     // SAFETY: LockErrorCleanup is the first step of every (sub)transaction abort and is
     // idempotent: it leaves the wait queue, or, when the lock was granted as the error
     // fired, records the grant in the backend's lock table. Run now, it lets us see and
-    // undo such a grant before the error propagates. We were waiting for `key` only, so
-    // a hold of it in this mode is that grant (a hold from before the call would have
-    // made the request succeed at once).
+    // undo such a grant before the error propagates. A hold of `key` in this mode that
+    // was not there before the request is that grant.
     unsafe { pg_sys::LockErrorCleanup() };
-    if lockmgr::held_by_me(key, mode) {
-        lockmgr::release_quiet(key, mode, scope);
+    if !held_before && lockmgr::held_by_me(key, mode) {
+        lockmgr::release_held(key, mode, scope);
     }
 }
 
@@ -201,13 +202,16 @@ fn busy_one(key: Key, mode: Mode, scope: Scope, wait: Wait) -> (bool, Event) {
 }
 
 /// Within the cap (else ERROR 53400), take `key` if it is free: the event, or None when
-/// it is busy.
+/// it is busy (then this backend does not hold it in `mode`: a hold would have made the
+/// request succeed at once). `fast`: the unguarded first attempt, for the one-key path
+/// only (see `lockmgr::try_acquire_fast`).
 #[inline]
-fn try_key(key: Key, mode: Mode, scope: Scope) -> Option<Event> {
+fn try_key(key: Key, mode: Mode, scope: Scope, fast: bool) -> Option<Event> {
     if let Err(e) = session::check_cap(key) {
         e.report(PgLogLevel::ERROR);
     }
-    match lockmgr::acquire(key, mode, scope, false) {
+    let got = if fast { lockmgr::try_acquire_fast(key, mode, scope) } else { lockmgr::try_acquire(key, mode, scope) };
+    match got {
         Acquired::Granted => Some(Event::Immediate(true)),
         Acquired::AlreadyHeld => Some(Event::Immediate(false)),
         Acquired::NotAvailable => None,
@@ -249,7 +253,9 @@ fn busy(
 /// no subtransaction (which would cost more than the lock itself on a contended lock, and
 /// run while holding it). Every error of the wait (cancel, statement_timeout, the caller's
 /// lock_timeout, a deadlock) propagates; before it does, this call gives back what it
-/// took, including a lock granted in the instant the error was raised.
+/// took, including a lock granted in the instant the error was raised. A key is waited
+/// for only after a non-waiting attempt found it busy (`keys[first]` in `acquire_all`,
+/// the others here), so it was not held in this mode before the waiting request.
 fn wait_forever(keys: &[Key], first: usize, holds: Vec<Hold>, mode: Mode, scope: Scope, on: &mut dyn FnMut(usize, Event)) -> bool {
     let holds = std::cell::RefCell::new(holds);
     // The key this call is sleeping on, if any: only that one can have been granted
@@ -259,7 +265,7 @@ fn wait_forever(keys: &[Key], first: usize, holds: Vec<Hold>, mode: Mode, scope:
     PgTryBuilder::new(AssertUnwindSafe(|| {
         for (i, &key) in keys.iter().enumerate().skip(first) {
             // The first key was (or is likely) busy: wait for it. Later ones may be free.
-            let immediate = if i == first { None } else { try_key(key, mode, scope) };
+            let immediate = if i == first { None } else { try_key(key, mode, scope, false) };
             let event = immediate.unwrap_or_else(|| {
                 w.set(Some(key));
                 let event = wait_for(key, mode, scope);
@@ -273,7 +279,7 @@ fn wait_forever(keys: &[Key], first: usize, holds: Vec<Hold>, mode: Mode, scope:
     }))
     .catch_others(|e| {
         if let Some(key) = w.get() {
-            give_back_edge_grant(key, mode, scope);
+            give_back_edge_grant(key, mode, scope, false);
         }
         undo(&h.borrow(), mode, scope);
         e.rethrow()
@@ -308,12 +314,17 @@ fn wait_in_subxact(
 
     let mut next = first;
     let mut timed_out_at = None;
+    // Whether an error came from inside the waiting request for keys[next] (only then can
+    // the lock have been granted behind the error's back), set right before that request.
+    // Any other error (the cap's 53400, a full lock table) was raised before keys[next]
+    // was requested, and a hold of it then is one the session had before this call.
+    let mut waiting = false;
     let result: Result<(), CaughtError> = PgTryBuilder::new(AssertUnwindSafe(|| {
         while next < keys.len() {
             let key = keys[next];
             // Keys after the one we had to wait for may well be free: only a real wait
             // counts as one.
-            let event = match try_key(key, mode, scope) {
+            let event = match try_key(key, mode, scope, false) {
                 Some(event) => event,
                 None => {
                     if let Some(d) = deadline {
@@ -325,7 +336,10 @@ fn wait_in_subxact(
                         set_lock_timeout(left_ms.min(i32::MAX as i64));
                     }
                     let t0 = now();
-                    lockmgr::acquire(key, mode, scope, true);
+                    // busy just now, so not held in this mode before this request
+                    waiting = true;
+                    lockmgr::acquire_waiting(key, mode, scope);
+                    waiting = false;
                     Event::Waited(now() - t0)
                 }
             };
@@ -373,7 +387,7 @@ fn wait_in_subxact(
             unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
             restore();
             let key = keys[next];
-            let granted_at_edge = scope == Scope::Session && lockmgr::held_by_me(key, mode);
+            let granted_at_edge = waiting && scope == Scope::Session && lockmgr::held_by_me(key, mode);
             if granted_at_edge {
                 session::note_acquired(key, mode, scope);
                 holds.push(Hold { key, in_subxact: true });

@@ -2,6 +2,10 @@
 -- shared memory and names work. PostgreSQL 15/16 (expected/cfg_nopreload_1.out): locks
 -- work, names are not remembered, and a NOTICE says so once per session.
 SELECT storage FROM named_lock_registry_info();
+-- sized by pg_named_locks.max_names = 777 from postgresql.conf (scripts/sql-tests.sh),
+-- although the library is not preloaded; without a registry (15/16) the capacity is NULL
+SHOW pg_named_locks.max_names;
+SELECT capacity FROM named_lock_registry_info();
 SELECT lock_named('nopreload-job');
 SELECT try_lock_pair('nopreload', 7);
 SELECT lock_name, key_kind, mode, granted
