@@ -32,7 +32,7 @@ def test_a_cancel_in_unlock_many_frees_its_names(db):
     conn = db("utf8")
     pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
     sizes = []
-    for _ in range(4):
+    for _ in range(6):
         # The first name is not held: the lock manager's WARNING runs CHECK_FOR_INTERRUPTS,
         # which raises the cancel this statement sent itself.
         with pytest.raises(psycopg.errors.QueryCanceled):
@@ -42,9 +42,11 @@ def test_a_cancel_in_unlock_many_frees_its_names(db):
                 (MAX_NAMES_PER_CALL,),
             )
         sizes.append(rss_kib(pid))
-    # The first calls may grow the heap to its working size; later ones reuse it.
-    grown_mib = (sizes[-1] - sizes[1]) / 1024
-    assert grown_mib < 40, f"backend RSS after each call (KiB): {sizes}"
+    # The first calls grow the heap to its working size (malloc's arenas keep freed
+    # memory; PostgreSQL 15 settled after the third call), later ones reuse it. The leak
+    # this guards against lost about 150 MB a call: 450 MB over the last three.
+    grown_mib = (sizes[-1] - sizes[2]) / 1024
+    assert grown_mib < 64, f"backend RSS after each call (KiB): {sizes}"
     # and the session is fine afterwards
     assert conn.execute("SELECT unlock_many(ARRAY['x'])").fetchone()[0] == 0
 
