@@ -71,6 +71,10 @@ macro_rules! named_fn {
 
         #[no_mangle]
         #[doc = concat!("SQL `", $sql, "(text)`")]
+        ///
+        /// # Safety
+        /// For PostgreSQL to call, through the SQL declaration below: `fcinfo` must be the
+        /// call frame of a call with one `text` argument.
         #[pg_guard]
         pub unsafe extern "C-unwind" fn $sym(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
             // SAFETY: PostgreSQL calls this through the SQL declaration below: one text
@@ -102,16 +106,17 @@ unsafe fn text_arg<'a>(fcinfo: pg_sys::FunctionCallInfo) -> Option<&'a str> {
     unsafe { <Text as pgrx::FromDatum>::from_datum(arg.value, arg.isnull) }.map(Text::as_str)
 }
 
-named_fn!(lock,   lock_named_wrapper,                 pg_finfo_lock_named_wrapper,                 "lock_named",                 Exclusive, Session);
-named_fn!(lock,   lock_named_shared_wrapper,          pg_finfo_lock_named_shared_wrapper,          "lock_named_shared",          Shared,    Session);
-named_fn!(try,    try_lock_named_wrapper,             pg_finfo_try_lock_named_wrapper,             "try_lock_named",             Exclusive, Session);
-named_fn!(try,    try_lock_named_shared_wrapper,      pg_finfo_try_lock_named_shared_wrapper,      "try_lock_named_shared",      Shared,    Session);
-named_fn!(unlock, unlock_named_wrapper,               pg_finfo_unlock_named_wrapper,               "unlock_named",               Exclusive);
-named_fn!(unlock, unlock_named_shared_wrapper,        pg_finfo_unlock_named_shared_wrapper,        "unlock_named_shared",        Shared);
-named_fn!(lock,   xact_lock_named_wrapper,            pg_finfo_xact_lock_named_wrapper,            "xact_lock_named",            Exclusive, Xact);
-named_fn!(lock,   xact_lock_named_shared_wrapper,     pg_finfo_xact_lock_named_shared_wrapper,     "xact_lock_named_shared",     Shared,    Xact);
-named_fn!(try,    try_xact_lock_named_wrapper,        pg_finfo_try_xact_lock_named_wrapper,        "try_xact_lock_named",        Exclusive, Xact);
-named_fn!(try,    try_xact_lock_named_shared_wrapper, pg_finfo_try_xact_lock_named_shared_wrapper, "try_xact_lock_named_shared", Shared,    Xact);
+// Brace-delimited so that rustfmt leaves the columns alone (it reformats `named_fn!(…);`).
+named_fn! { lock,   lock_named_wrapper,                 pg_finfo_lock_named_wrapper,                 "lock_named",                 Exclusive, Session }
+named_fn! { lock,   lock_named_shared_wrapper,          pg_finfo_lock_named_shared_wrapper,          "lock_named_shared",          Shared,    Session }
+named_fn! { try,    try_lock_named_wrapper,             pg_finfo_try_lock_named_wrapper,             "try_lock_named",             Exclusive, Session }
+named_fn! { try,    try_lock_named_shared_wrapper,      pg_finfo_try_lock_named_shared_wrapper,      "try_lock_named_shared",      Shared,    Session }
+named_fn! { unlock, unlock_named_wrapper,               pg_finfo_unlock_named_wrapper,               "unlock_named",               Exclusive }
+named_fn! { unlock, unlock_named_shared_wrapper,        pg_finfo_unlock_named_shared_wrapper,        "unlock_named_shared",        Shared }
+named_fn! { lock,   xact_lock_named_wrapper,            pg_finfo_xact_lock_named_wrapper,            "xact_lock_named",            Exclusive, Xact }
+named_fn! { lock,   xact_lock_named_shared_wrapper,     pg_finfo_xact_lock_named_shared_wrapper,     "xact_lock_named_shared",     Shared,    Xact }
+named_fn! { try,    try_xact_lock_named_wrapper,        pg_finfo_try_xact_lock_named_wrapper,        "try_xact_lock_named",        Exclusive, Xact }
+named_fn! { try,    try_xact_lock_named_shared_wrapper, pg_finfo_try_xact_lock_named_shared_wrapper, "try_xact_lock_named_shared", Shared,    Xact }
 
 // What #[pg_extern] generated for these in 0.1.0: not STRICT (NULL must raise, see above).
 extension_sql!(
@@ -320,8 +325,7 @@ mod tests {
 
         Spi::run("SELECT xact_lock_pair('unit-ns', 'unit-item'), xact_lock_pair('unit-ns', -42)").unwrap();
         assert!(sql_bool("SELECT try_xact_lock_pair('unit-ns', 'unit-item') AND try_xact_lock_pair('unit-ns', -42)"));
-        Spi::run("SELECT xact_lock_pair_shared('unit-ns', 'unit-item'), xact_lock_pair_shared('unit-ns', -42)")
-            .unwrap();
+        Spi::run("SELECT xact_lock_pair_shared('unit-ns', 'unit-item'), xact_lock_pair_shared('unit-ns', -42)").unwrap();
         assert!(sql_bool(
             "SELECT try_xact_lock_pair_shared('unit-ns', 'unit-item') AND try_xact_lock_pair_shared('unit-ns', -42)"
         ));
@@ -374,10 +378,8 @@ mod tests {
         .unwrap();
         let codes = Spi::get_one::<String>("SELECT current_setting('unit.codes')").unwrap();
         assert_eq!(codes.as_deref(), Some("22004,22023,22004"));
-        let n = Spi::get_one::<i64>(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
-        )
-        .unwrap();
+        let n =
+            Spi::get_one::<i64>("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()").unwrap();
         assert_eq!(n, Some(0));
     }
 

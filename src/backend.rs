@@ -40,6 +40,7 @@ impl<T: Copy> BackendLocal<T> {
 /// The time as a PostgreSQL timestamptz, from the kernel's coarse clock (a few
 /// milliseconds of resolution at a fraction of GetCurrentTimestamp's cost): for "held
 /// since", "last acquired" and LRU order on the uncontended path.
+#[allow(clippy::unnecessary_cast)] // time_t and c_long are i64 here, but i32 on 32-bit targets
 pub fn coarse_now() -> i64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes the timespec we pass.

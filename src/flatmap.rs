@@ -34,6 +34,10 @@ impl<K, V> FlatMap<K, V> {
         self.len
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     #[inline]
     fn start(&self, h: u64) -> usize {
         // the high bits: multiplicative hashes mix into those best
@@ -293,10 +297,14 @@ mod unit {
             }
             assert_eq!(m.len(), 1000);
             for k in 0..1000u64 {
-                m.update_or_remove(h(k), |&x| x == k, |v| {
-                    *v -= 1;
-                    k % 3 == 0
-                });
+                m.update_or_remove(
+                    h(k),
+                    |&x| x == k,
+                    |v| {
+                        *v -= 1;
+                        k % 3 == 0
+                    },
+                );
             }
             assert_eq!(m.len(), 334);
             // remove every other remaining key, in an order that shifts entries around

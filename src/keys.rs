@@ -119,15 +119,9 @@ mod tests {
     #[pg_test]
     fn key_known_value() {
         // Python: int.from_bytes(hashlib.md5(b"a").digest()[:8], "big", signed=True)
-        assert_eq!(
-            Spi::get_one::<i64>("SELECT named_lock_key('a')").unwrap(),
-            Some(0x0cc175b9c0f1b6a8)
-        );
+        assert_eq!(Spi::get_one::<i64>("SELECT named_lock_key('a')").unwrap(), Some(0x0cc175b9c0f1b6a8));
         // md5('account') starts with 0xe268443e: negative as a signed int32.
-        assert_eq!(
-            Spi::get_one::<i32>("SELECT named_lock_key32('account')").unwrap(),
-            Some(0xe268443e_u32 as i32)
-        );
+        assert_eq!(Spi::get_one::<i32>("SELECT named_lock_key32('account')").unwrap(), Some(0xe268443e_u32 as i32));
     }
 
     #[pg_test(error = "lock name must not be NULL")]

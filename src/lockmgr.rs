@@ -98,8 +98,9 @@ fn try_unguarded(tag: &pg_sys::LOCKTAG, mode: Mode, scope: Scope) -> pg_sys::Loc
 fn acquired(res: pg_sys::LockAcquireResult::Type) -> Acquired {
     match res {
         pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL => Acquired::NotAvailable,
-        pg_sys::LockAcquireResult::LOCKACQUIRE_ALREADY_HELD
-        | pg_sys::LockAcquireResult::LOCKACQUIRE_ALREADY_CLEAR => Acquired::AlreadyHeld,
+        pg_sys::LockAcquireResult::LOCKACQUIRE_ALREADY_HELD | pg_sys::LockAcquireResult::LOCKACQUIRE_ALREADY_CLEAR => {
+            Acquired::AlreadyHeld
+        }
         _ => Acquired::Granted,
     }
 }

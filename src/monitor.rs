@@ -15,8 +15,8 @@ use crate::keys::key64;
 use crate::lockmgr::{self, Key};
 use crate::namecache::FxBuild;
 use crate::names::require_lockable;
-use crate::registry::{self, Kind, Registry, Resolved};
 use crate::pg::encoding::{to_database, DbText};
+use crate::registry::{self, Kind, Registry, Resolved};
 use crate::shmem;
 use crate::textarg::Text;
 
@@ -27,6 +27,12 @@ pub const HIDDEN: &str = "<insufficient privilege>";
 pub struct Visibility {
     last: Option<(u32, bool)>,
     seen: HashMap<u32, bool, FxBuild>,
+}
+
+impl Default for Visibility {
+    fn default() -> Self {
+        Visibility::new()
+    }
 }
 
 impl Visibility {
@@ -42,7 +48,11 @@ impl Visibility {
                 v
             }
         };
-        if visible { name } else { HIDDEN.to_string() }
+        if visible {
+            name
+        } else {
+            HIDDEN.to_string()
+        }
     }
 
     /// How a lock the registry resolved is shown: its name, "namespace:id" when only the
@@ -236,10 +246,7 @@ fn advisory_lock_status(fcinfo: pg_sys::FunctionCallInfo) {
                 values[7] = match r.mode as u32 {
                     pg_sys::ExclusiveLock => text(b"exclusive"),
                     pg_sys::ShareLock => text(b"shared"),
-                    m => pg_sys::Datum::from(raw::cstring_to_text(raw::GetLockmodeName(
-                        pg_sys::USER_LOCKMETHOD as _,
-                        m as _,
-                    ))),
+                    m => pg_sys::Datum::from(raw::cstring_to_text(raw::GetLockmodeName(pg_sys::USER_LOCKMETHOD as _, m as _))),
                 };
                 values[8] = pg_sys::Datum::from(r.granted);
                 match (r.granted, r.wait_start) {
@@ -334,17 +341,12 @@ mod tests {
     }
 
     fn my_lock_name(filter: &str) -> Option<String> {
-        text(&format!(
-            "SELECT lock_name FROM advisory_locks_v WHERE pid = pg_backend_pid() AND {filter}"
-        ))
+        text(&format!("SELECT lock_name FROM advisory_locks_v WHERE pid = pg_backend_pid() AND {filter}"))
     }
 
     #[pg_test]
     fn registry_is_preloaded_in_tests() {
-        assert_eq!(
-            text("SELECT storage FROM named_lock_registry_info()").as_deref(),
-            Some("shared_preload_libraries")
-        );
+        assert_eq!(text("SELECT storage FROM named_lock_registry_info()").as_deref(), Some("shared_preload_libraries"));
     }
 
     #[pg_test]
@@ -383,10 +385,7 @@ mod tests {
     fn registered_name_labels_a_builtin_lock() {
         Spi::run("SELECT register_lock_name('mon-registered')").unwrap();
         Spi::run("SELECT pg_advisory_xact_lock(named_lock_key('mon-registered'))").unwrap();
-        assert_eq!(
-            my_lock_name("lock_key = named_lock_key('mon-registered')").as_deref(),
-            Some("mon-registered")
-        );
+        assert_eq!(my_lock_name("lock_key = named_lock_key('mon-registered')").as_deref(), Some("mon-registered"));
         // a key nobody registered shows by key only
         Spi::run("SELECT pg_advisory_xact_lock(123456789)").unwrap();
         assert_eq!(my_lock_name("lock_key = 123456789"), None);
@@ -411,15 +410,9 @@ mod tests {
             Some("mon-lns:x")
         );
         assert_eq!(text("SELECT named_lock_name(named_lock_key32('mon-lns'), 7)").as_deref(), Some("mon-lns:7"));
-        assert_eq!(
-            Spi::get_one::<bool>("SELECT named_lock_holders('mon-lookup') = '{}'::int[]").unwrap(),
-            Some(true)
-        );
+        assert_eq!(Spi::get_one::<bool>("SELECT named_lock_holders('mon-lookup') = '{}'::int[]").unwrap(), Some(true));
         Spi::run("SELECT lock_named('mon-lookup')").unwrap();
-        assert_eq!(
-            Spi::get_one::<bool>("SELECT named_lock_holders('mon-lookup') = ARRAY[pg_backend_pid()]").unwrap(),
-            Some(true)
-        );
+        assert_eq!(Spi::get_one::<bool>("SELECT named_lock_holders('mon-lookup') = ARRAY[pg_backend_pid()]").unwrap(), Some(true));
     }
 
     #[pg_test]
@@ -449,10 +442,7 @@ mod tests {
     /// search), so lock_pair(ns, 'c5373') and lock_pair(ns, 'c45389') are one lock.
     #[pg_test]
     fn collisions_are_reported_not_merged() {
-        assert_eq!(
-            Spi::get_one::<bool>("SELECT named_lock_key32('c5373') = named_lock_key32('c45389')").unwrap(),
-            Some(true)
-        );
+        assert_eq!(Spi::get_one::<bool>("SELECT named_lock_key32('c5373') = named_lock_key32('c45389')").unwrap(), Some(true));
         let before = Spi::get_one::<i64>("SELECT collisions FROM named_lock_registry_info()").unwrap().unwrap();
         Spi::run("SELECT xact_lock_pair('mon-coll', 'c5373')").unwrap();
         Spi::run("SELECT xact_lock_pair('mon-coll', 'c45389')").unwrap(); // WARNING

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) fn session() -> Client {
     // The framework starts the server (once per test binary) when a #[pg_test] runs.
-    pgrx_tests::run_test("key_known_value", None, crate::pg_test::postgresql_conf_options())
-        .expect("test framework");
+    pgrx_tests::run_test("key_known_value", None, crate::pg_test::postgresql_conf_options()).expect("test framework");
     let (mut c, _) = pgrx_tests::client().expect("connect");
     c.batch_execute("SET lock_timeout = '30s'; SET statement_timeout = '60s'").unwrap();
     c
@@ -28,10 +27,7 @@ pub(crate) fn pid(c: &mut Client) -> i32 {
 /// Advisory locks `pid` holds (granted) right now.
 pub(crate) fn held(observer: &mut Client, pid: i32) -> i64 {
     observer
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1 AND granted",
-            &[&pid],
-        )
+        .query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1 AND granted", &[&pid])
         .unwrap()
         .get(0)
 }
@@ -41,10 +37,7 @@ pub(crate) fn wait_until_waiting(observer: &mut Client, pid: i32) {
     let start = Instant::now();
     loop {
         let n: i64 = observer
-            .query_one(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1 AND NOT granted",
-                &[&pid],
-            )
+            .query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1 AND NOT granted", &[&pid])
             .unwrap()
             .get(0);
         if n > 0 {
@@ -80,10 +73,7 @@ fn same_tag_as_builtins() {
     assert!(!boolean(&mut a, "SELECT try_lock_pair('ms-account', 42)"));
     assert!(boolean(&mut b, "SELECT pg_advisory_unlock(named_lock_key32('ms-account'), 42)"));
     a.execute("SELECT lock_pair('ms-ns', 'ms-item')", &[]).unwrap();
-    assert!(!boolean(
-        &mut b,
-        "SELECT pg_try_advisory_lock(named_lock_key32('ms-ns'), named_lock_key32('ms-item'))"
-    ));
+    assert!(!boolean(&mut b, "SELECT pg_try_advisory_lock(named_lock_key32('ms-ns'), named_lock_key32('ms-item'))"));
     // the two key spaces are disjoint, like the built-ins' int8 and int4x2 spaces
     assert!(boolean(&mut b, "SELECT try_lock_named('ms-ns')"));
 }
@@ -145,8 +135,7 @@ fn xact_locks_end_with_transaction_session_locks_do_not() {
     let mut a = session();
     let mut b = session();
     for end in ["COMMIT", "ROLLBACK"] {
-        a.batch_execute("BEGIN; SELECT xact_lock_named('ms-xact'); SELECT xact_lock_pair('ms-xact', 'p')")
-            .unwrap();
+        a.batch_execute("BEGIN; SELECT xact_lock_named('ms-xact'); SELECT xact_lock_pair('ms-xact', 'p')").unwrap();
         assert!(!boolean(&mut b, "SELECT try_lock_named('ms-xact')"));
         assert!(!boolean(&mut b, "SELECT try_lock_pair('ms-xact', 'p')"));
         a.batch_execute(end).unwrap();
@@ -286,15 +275,9 @@ fn view_shows_holder_and_waiter_by_name() {
 
     assert!(boolean(&mut a, "SELECT unlock_pair('ms-view', 'job')"));
     let mut b = waiter.join().unwrap();
-    assert_eq!(
-        text(&mut obs, "SELECT lock_name FROM advisory_locks_v WHERE pid = $1", apid),
-        None,
-        "released lock still shown"
-    );
-    let held_since_b: Option<bool> = obs
-        .query_one("SELECT held_since IS NOT NULL FROM advisory_locks_v WHERE pid = $1 AND granted", &[&bpid])
-        .unwrap()
-        .get(0);
+    assert_eq!(text(&mut obs, "SELECT lock_name FROM advisory_locks_v WHERE pid = $1", apid), None, "released lock still shown");
+    let held_since_b: Option<bool> =
+        obs.query_one("SELECT held_since IS NOT NULL FROM advisory_locks_v WHERE pid = $1 AND granted", &[&bpid]).unwrap().get(0);
     assert_eq!(held_since_b, Some(true));
     assert!(boolean(&mut b, "SELECT unlock_pair('ms-view', 'job')"));
 }
@@ -323,10 +306,10 @@ fn names_of_other_roles_locks_are_private() {
     let shown = Some("ms-secret-plan".to_string());
     for (role, expect) in [
         ("pnl_bob", &hidden),
-        ("pnl_carol", &shown),  // member of pnl_alice
-        ("pnl_stats", &shown),  // member of pg_read_all_stats
-        ("pnl_alice", &shown),  // the holder's own role
-        ("NONE", &shown),       // superuser
+        ("pnl_carol", &shown), // member of pnl_alice
+        ("pnl_stats", &shown), // member of pg_read_all_stats
+        ("pnl_alice", &shown), // the holder's own role
+        ("NONE", &shown),      // superuser
     ] {
         other.batch_execute(&format!("SET ROLE {role}")).unwrap();
         assert_eq!(&text(&mut other, q_view, apid), expect, "view as {role}");
@@ -334,22 +317,16 @@ fn names_of_other_roles_locks_are_private() {
     }
     // a hidden name does not leak through the registry function either
     other.batch_execute("SET ROLE pnl_bob").unwrap();
-    let leaked: i64 = other
-        .query_one("SELECT count(*) FROM named_lock_registry() WHERE lock_name = 'ms-secret-plan'", &[])
-        .unwrap()
-        .get(0);
+    let leaked: i64 =
+        other.query_one("SELECT count(*) FROM named_lock_registry() WHERE lock_name = 'ms-secret-plan'", &[]).unwrap().get(0);
     assert_eq!(leaked, 0);
     // nor through the statistics view
-    let leaked: i64 = other
-        .query_one("SELECT count(*) FROM named_lock_stats WHERE lock_name = 'ms-secret-plan'", &[])
-        .unwrap()
-        .get(0);
+    let leaked: i64 =
+        other.query_one("SELECT count(*) FROM named_lock_stats WHERE lock_name = 'ms-secret-plan'", &[]).unwrap().get(0);
     assert_eq!(leaked, 0);
     other.batch_execute("SET ROLE pnl_stats").unwrap();
-    let seen: i64 = other
-        .query_one("SELECT count(*) FROM named_lock_stats WHERE lock_name = 'ms-secret-plan'", &[])
-        .unwrap()
-        .get(0);
+    let seen: i64 =
+        other.query_one("SELECT count(*) FROM named_lock_stats WHERE lock_name = 'ms-secret-plan'", &[]).unwrap().get(0);
     assert_eq!(seen, 1);
     assert!(boolean(&mut alice, "SELECT unlock_named('ms-secret-plan')"));
 }
@@ -357,10 +334,7 @@ fn names_of_other_roles_locks_are_private() {
 /// (immediate acquisitions, waits, total wait ms) of one name.
 fn counts(c: &mut Client, name: &str) -> (i64, i64, f64) {
     let r = c
-        .query_one(
-            "SELECT immediate_acquisitions, waits, total_wait_ms FROM named_lock_stats WHERE lock_name = $1",
-            &[&name],
-        )
+        .query_one("SELECT immediate_acquisitions, waits, total_wait_ms FROM named_lock_stats WHERE lock_name = $1", &[&name])
         .unwrap();
     (r.get(0), r.get(1), r.get(2))
 }

@@ -167,16 +167,11 @@ fn transfers_with_xact_lock_many_never_deadlock() {
                     // rows are updated in (from, to) order, which differs between
                     // transfers: without the advisory locks this order deadlocks
                     let mut tx = c.transaction().unwrap();
-                    tx.execute(
-                        "SELECT xact_lock_many(ARRAY['mt-acct-' || $1::int, 'mt-acct-' || $2::int])",
-                        &[&from, &to],
-                    )
-                    .unwrap();
-                    tx.execute("UPDATE mt_accounts SET balance = balance - $2 WHERE id = $1", &[&from, &amount])
+                    tx.execute("SELECT xact_lock_many(ARRAY['mt-acct-' || $1::int, 'mt-acct-' || $2::int])", &[&from, &to])
                         .unwrap();
+                    tx.execute("UPDATE mt_accounts SET balance = balance - $2 WHERE id = $1", &[&from, &amount]).unwrap();
                     thread::sleep(Duration::from_millis(1));
-                    tx.execute("UPDATE mt_accounts SET balance = balance + $2 WHERE id = $1", &[&to, &amount])
-                        .unwrap();
+                    tx.execute("UPDATE mt_accounts SET balance = balance + $2 WHERE id = $1", &[&to, &amount]).unwrap();
                     tx.commit().unwrap();
                 }
             })

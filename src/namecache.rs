@@ -69,7 +69,6 @@ pub struct Memo {
     pub fp: u64,
 }
 
-
 /// A 64-bit hash of a name for the memo: Fx rounds over whole 8-byte words, the last one
 /// overlapping, and the length (so no tail is copied into a buffer).
 #[inline]
@@ -110,6 +109,12 @@ pub struct NameMemo {
     /// (fingerprint, length, bytes, memo) of the last name looked up outside the memo
     last: (u64, usize, [u8; LAST_BYTES], Option<Memo>),
     seen: [u64; SEEN_SLOTS],
+}
+
+impl Default for NameMemo {
+    fn default() -> Self {
+        NameMemo::new()
+    }
 }
 
 impl NameMemo {
@@ -196,7 +201,7 @@ impl NameMemo {
 /// The first way of the set of fingerprint `f` (the two ways of a set share a cache line).
 #[inline]
 fn seen_index(f: u64) -> usize {
-    ((f | 1) >> 40) as usize % SEEN_SLOTS & !1
+    (((f | 1) >> 40) as usize % SEEN_SLOTS) & !1
 }
 
 static MEMO: BackendLocal<NameMemo> = BackendLocal::new(NameMemo::new());
@@ -231,7 +236,8 @@ mod unit {
         let mut m = memo();
         // three rounds: first sight, memoised at the second, served from the memo at the third
         for _ in 0..3 {
-            for n in ["a", "daily-report-job", "ü", "", "a-name-longer-than-the-sixty-four-bytes-kept-inline-for-the-last-lookup"] {
+            for n in ["a", "daily-report-job", "ü", "", "a-name-longer-than-the-sixty-four-bytes-kept-inline-for-the-last-lookup"]
+            {
                 assert_eq!(m.lookup(n).hash.key64(), crate::keys::key64(n.as_bytes()));
                 assert_eq!(m.lookup(n).hash.check64(), crate::keys::NameHash::of(n.as_bytes()).check64());
             }

@@ -8,9 +8,7 @@ use pgrx::prelude::*;
 #[cold]
 #[inline(never)]
 fn fail(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
-    ErrorReport::new(code, message, "pg_named_locks")
-        .set_hint(hint)
-        .report(PgLogLevel::ERROR);
+    ErrorReport::new(code, message, "pg_named_locks").set_hint(hint).report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
 }
 

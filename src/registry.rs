@@ -125,7 +125,7 @@ pub struct Stats {
 #[repr(C)]
 struct Meta {
     // identity: written only under the exclusive lock
-    kind: u8, // 0 = free
+    kind: u8,  // 0 = free
     next: i32, // bucket chain, or free list
     key: i64,
     check: u64,
@@ -248,8 +248,11 @@ pub struct Grant {
     pub track: bool,
 }
 
+/// (registry generation, slot of each name registered in it)
+type SlotCache = (u64, Option<HashMap<RegKey, i32, FxBuild>>);
+
 /// Slots of the names this backend registered, valid for one registry generation.
-static CACHE: BackendLocal<(u64, Option<HashMap<RegKey, i32, FxBuild>>)> = BackendLocal::new((0, None));
+static CACHE: BackendLocal<SlotCache> = BackendLocal::new((0, None));
 static WARNED_FULL: BackendLocal<bool> = BackendLocal::new(false);
 static WARNED_COLLISION: BackendLocal<Option<HashSet<RegKey>>> = BackendLocal::new(None);
 
@@ -504,7 +507,9 @@ impl Registry {
                     ),
                     "pg_named_locks",
                 )
-                .set_detail("Locking is not affected; monitoring shows such locks by key only. This warning is shown once per session.")
+                .set_detail(
+                    "Locking is not affected; monitoring shows such locks by key only. This warning is shown once per session.",
+                )
                 .set_hint("Raise pg_named_locks.max_names (requires a restart)."),
                 PgLogLevel::WARNING,
             );
@@ -1109,4 +1114,3 @@ mod tests {
         assert!(unsafe { Registry::attach(mem.as_mut_ptr().cast()) }.is_none());
     }
 }
-

@@ -14,9 +14,9 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
 use crate::backend::BackendLocal;
+use crate::flatmap::FlatMap;
 use crate::guc;
 use crate::lockmgr::{self, Key, Mode, Scope};
-use crate::flatmap::FlatMap;
 
 /// Holds per key held: [session exclusive, session shared, xact exclusive, xact shared].
 /// A key leaves when its last hold is given back, so `len()` is the number of distinct
@@ -51,14 +51,14 @@ impl Holds {
 
     #[inline]
     fn contains(&self, key: Key) -> bool {
-        self.position(key).is_some() || (self.many.len() > 0 && self.many.get(hash(key), |&k| k == key).is_some())
+        self.position(key).is_some() || (!self.many.is_empty() && self.many.get(hash(key), |&k| k == key).is_some())
     }
 
     #[inline]
     fn add(&mut self, key: Key, i: usize) {
         if let Some(p) = self.position(key) {
             self.few[p].1[i] += 1;
-        } else if self.many.len() == 0 && self.n < FEW {
+        } else if self.many.is_empty() && self.n < FEW {
             self.push(key, i);
         } else {
             self.add_spilled(key, i);
@@ -99,11 +99,15 @@ impl Holds {
             if c.iter().all(|&x| x == 0) {
                 self.take_out(p);
             }
-        } else if self.many.len() > 0 {
-            self.many.update_or_remove(hash(key), |&k| k == key, |c| {
-                c[i] = c[i].saturating_sub(1);
-                c.iter().any(|&n| n > 0)
-            });
+        } else if !self.many.is_empty() {
+            self.many.update_or_remove(
+                hash(key),
+                |&k| k == key,
+                |c| {
+                    c[i] = c[i].saturating_sub(1);
+                    c.iter().any(|&n| n > 0)
+                },
+            );
         }
     }
 
@@ -182,6 +186,9 @@ pub fn note_released(key: Key, mode: Mode, scope: Scope) {
 /// transaction event of every transaction in a backend that loaded the library, most of
 /// which recorded no transaction hold: that case is one flag test, without the cost of
 /// pgrx's guard (which `forget_xact_holds` keeps for the real work).
+///
+/// # Safety
+/// For PostgreSQL to call, as a transaction callback (`RegisterXactCallback`).
 pub unsafe extern "C-unwind" fn on_xact_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     if XACT_HOLDS.get()
         && matches!(
@@ -206,6 +213,10 @@ extern "C-unwind" fn forget_xact_holds() {
 }
 
 /// Ok when taking `key` keeps this session within the cap.
+// The Err is pgrx's ErrorReport, raised at once by the caller; boxing it (what
+// result_large_err asks) would add an allocation to that path and change this
+// always-inlined check on the lock path for nothing.
+#[allow(clippy::result_large_err)]
 #[inline(always)]
 pub fn check_cap(key: Key) -> Result<(), ErrorReport> {
     let cap = guc::max_locks_per_session();
@@ -216,6 +227,7 @@ pub fn check_cap(key: Key) -> Result<(), ErrorReport> {
 }
 
 /// `check_cap` for a session at its cap (as far as the table knows).
+#[allow(clippy::result_large_err)] // as for check_cap
 #[cold]
 fn check_cap_at(key: Key, cap: usize) -> Result<(), ErrorReport> {
     if HOLDS.with(|h| h.contains(key)) {
@@ -268,7 +280,7 @@ mod unit {
                 _ => Key::Int64(((x >> 16) % span) as i64),
             };
             let i = ((x >> 32) % 4) as usize;
-            if (x >> 40) % 2 == 0 {
+            if (x >> 40).is_multiple_of(2) {
                 h.add(key, i);
                 model.entry(key).or_insert([0; 4])[i] += 1;
             } else {
@@ -310,7 +322,11 @@ mod unit {
         assert_eq!(keys, want);
         for (k, c) in &model {
             assert!(h.contains(*k));
-            let got = h.few[..h.n].iter().find(|(x, _)| x == k).map(|(_, c)| *c).or_else(|| h.many.get(super::hash(*k), |x| x == k).copied());
+            let got = h.few[..h.n]
+                .iter()
+                .find(|(x, _)| x == k)
+                .map(|(_, c)| *c)
+                .or_else(|| h.many.get(super::hash(*k), |x| x == k).copied());
             assert_eq!(got, Some(*c));
         }
     }

@@ -155,6 +155,7 @@ fn attach_dsm_or_report() -> *mut u8 {
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
         pg_sys::MemoryContextSwitchTo(ctx);
     }
+    #[allow(clippy::result_large_err)] // the closure's Err type is PgTryBuilder's CaughtError
     let attached = PgTryBuilder::new(|| Ok(attach_dsm())).catch_others(Err).execute();
     // SAFETY: ends the subtransaction begun above and restores the caller's context.
     unsafe {
@@ -190,7 +191,9 @@ fn unavailable(why: &str) {
             "pg_named_locks",
         )
         .set_detail("Locking works, but monitoring shows this session's advisory locks by key only.")
-        .set_hint("Add pg_named_locks to shared_preload_libraries and restart, so that the registry lives in the main shared memory."),
+        .set_hint(
+            "Add pg_named_locks to shared_preload_libraries and restart, so that the registry lives in the main shared memory.",
+        ),
         PgLogLevel::WARNING,
     );
 }

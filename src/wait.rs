@@ -319,6 +319,7 @@ fn wait_in_subxact(
     // Any other error (the cap's 53400, a full lock table) was raised before keys[next]
     // was requested, and a hold of it then is one the session had before this call.
     let mut waiting = false;
+    #[allow(clippy::result_large_err)] // the closure's Err type is PgTryBuilder's CaughtError
     let result: Result<(), CaughtError> = PgTryBuilder::new(AssertUnwindSafe(|| {
         while next < keys.len() {
             let key = keys[next];

@@ -159,7 +159,7 @@ class Server:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                                preexec_fn=self._preexec())
         except subprocess.TimeoutExpired:
-            raise SystemExit(f"psql {name}: no answer within {timeout} s")
+            raise SystemExit(f"psql {name}: no answer within {timeout} s") from None
         with open(os.path.join(self.work, f"{name}.out"), "w") as f:
             f.write(p.stdout + ("\n--- stderr ---\n" + p.stderr if p.stderr else ""))
         if p.returncode != 0:
@@ -180,7 +180,7 @@ class Server:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                                preexec_fn=self._preexec())
         except subprocess.TimeoutExpired:
-            raise SystemExit(f"pgbench {logname}: did not finish within {timeout} s")
+            raise SystemExit(f"pgbench {logname}: did not finish within {timeout} s") from None
         out = p.stdout + p.stderr
         with open(os.path.join(self.work, "pgbench", logname + ".log"), "w") as f:
             f.write(" ".join(cmd) + "\n\n" + out)
@@ -262,8 +262,8 @@ def build_info(root, bindir, profile, build_seconds):
         return p.stdout.strip() if p.returncode == 0 else ""
     # porcelain lines are "XY path"; git() strips the output, which would eat the first
     # line's leading space (X), so take the path after the first space instead
-    changed = [l.strip().split(" ", 1)[1].strip() for l in
-               git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock").splitlines() if l.strip()]
+    changed = [line.strip().split(" ", 1)[1].strip() for line in
+               git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock").splitlines() if line.strip()]
     pkglib = subprocess.run([os.path.join(bindir, "pg_config"), "--pkglibdir"], capture_output=True,
                             text=True).stdout.strip()
     so = os.path.join(pkglib, "pg_named_locks.so")
@@ -323,8 +323,10 @@ def in_server_repeated(srv, p):
     sql += "".join(timed(f"warmup:{cid}", repeated_stmt(pred)) for cid, pred in items)
     for rep in range(1, p["reps"] + 1):
         sql += f"-- repetition {rep}\n"
-        sql += "".join(timed(f"{rep}:{cid}", repeated_stmt(preds[cid])) for cid in paired_order(list(preds), rep - 1))
-    sql += "SELECT 'R', 'left_held', count(*), 0 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();\n"
+        sql += "".join(timed(f"{rep}:{cid}", repeated_stmt(preds[cid]))
+                       for cid in paired_order(list(preds), rep - 1))
+    sql += ("SELECT 'R', 'left_held', count(*), 0 FROM pg_locks "
+            "WHERE locktype = 'advisory' AND pid = pg_backend_pid();\n")
     rows = srv.script("inserver_repeated", sql, 3600)
     return collect_in_server(rows, p["pairs"], items)
 
@@ -348,8 +350,10 @@ def in_server_never_seen(srv, p):
     sql = "".join(one(0, i, f"warmup:{cid}", pred, p["never_seen_warmup"]) for i, (cid, pred) in enumerate(items))
     for rep in range(1, p["reps"] + 1):
         idx = {cid: i for i, (cid, _) in enumerate(items)}
-        sql += "".join(one(rep, idx[cid], f"{rep}:{cid}", preds[cid], n) for cid in paired_order(list(preds), rep - 1))
-    sql += "SELECT 'R', 'left_held', count(*), 0 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();\n"
+        sql += "".join(one(rep, idx[cid], f"{rep}:{cid}", preds[cid], n)
+                       for cid in paired_order(list(preds), rep - 1))
+    sql += ("SELECT 'R', 'left_held', count(*), 0 FROM pg_locks "
+            "WHERE locktype = 'advisory' AND pid = pg_backend_pid();\n")
     rows = srv.script("inserver_never_seen", sql, 7200)
     return collect_in_server(rows, n, items)
 
@@ -372,7 +376,7 @@ def collect_in_server(rows, pairs, items):
     out = dict(pairs=pairs, empty_ms=empty, contenders={})
     for cid, _ in items[1:]:
         ms = samples[cid]
-        net_ns = [(m - e) * 1e6 / pairs for m, e in zip(ms, empty)]
+        net_ns = [(m - e) * 1e6 / pairs for m, e in zip(ms, empty, strict=False)]
         out["contenders"][cid] = dict(ms=ms, net_ns=net_ns, median_ns=median(net_ns),
                                       median_ms=median(ms))
     out["empty_median_ns"] = median(empty) * 1e6 / pairs
@@ -390,7 +394,8 @@ def monitoring(srv, p):
     try:
         deadline = time.time() + 120
         while True:
-            held = int(srv.query("held", "SELECT 'R', count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted;")[0][0])
+            held = int(srv.query("held", "SELECT 'R', count(*) FROM pg_locks "
+                                         "WHERE locktype = 'advisory' AND granted;")[0][0])
             if held >= total:
                 break
             dead = [c for c in srv.children if c.poll() is not None]
@@ -479,7 +484,8 @@ def round_trip_check(srv, p):
 
 
 def pgbench_phase(srv, p):
-    keys = [k for _, k in srv.query("keys", "SELECT 'R', i, bench_key('bench-' || i) FROM generate_series(0, 8) i ORDER BY i;")]
+    keys = [k for _, k in srv.query("keys", "SELECT 'R', i, bench_key('bench-' || i) "
+                                            "FROM generate_series(0, 8) i ORDER BY i;")]
     sdir = os.path.join(srv.work, "pgbench")
     os.makedirs(sdir, exist_ok=True)
     with open(os.path.join(BENCH, "pgbench", "_prologue.pgbench")) as f:
@@ -568,7 +574,7 @@ def main():
         if not srv.cpus <= set(srv.all_cpus):
             raise SystemExit(f"--pin {args.pin}: this process may use CPUs {srv.all_cpus} only")
         srv.pin_server(srv.cpus)
-    data = dict(smoke=args.smoke, params=p, conf=[l for l in args.conf.splitlines() if l],
+    data = dict(smoke=args.smoke, params=p, conf=[line for line in args.conf.splitlines() if line],
                 started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     try:
         log("machine and build info")

@@ -25,7 +25,7 @@ def _ratio(a, b):
 def median_ratio(xs, ys):
     """The median of xs[i] / ys[i] over the repetitions i (None when there is none): the
     two runs of a repetition ran next to each other, so drifts of the machine cancel."""
-    ratios = [r for r in (_ratio(a, b) for a, b in zip(xs, ys)) if r is not None]
+    ratios = [r for r in (_ratio(a, b) for a, b in zip(xs, ys, strict=False)) if r is not None]
     return statistics.median(ratios) if ratios else None
 
 
@@ -132,7 +132,6 @@ def in_server_section(d, key, title, intro):
     rows = []
     for cid, v in r["contenders"].items():
         c = cs[cid]
-        base = r["contenders"].get(c["base"])
         lo, hi = min(v["net_ns"]), max(v["net_ns"])
         rows.append([
             c["label"], fmt_ns(v["median_ns"]), f"{fmt_ns(lo)} – {fmt_ns(hi)}",
@@ -157,7 +156,7 @@ def pgbench_section(d, chart):
     p = d["params"]
     how = (f"`-T {p['duration']}`" if p.get("duration") else f"`-t {p['transactions']}` per client")
     s += (f"`pgbench -n -M prepared`, {how}, {plural(p['pgbench_reps'], 'repetition')}, median tps. "
-          "Clients/threads: " + ", ".join(f"`-c {c} -j {j}`" for c, j in zip(pb["clients"], pb["jobs"]))
+          "Clients/threads: " + ", ".join(f"`-c {c} -j {j}`" for c, j in zip(pb["clients"], pb["jobs"], strict=False))
           + ". A transaction is the lock and the unlock as two statements (try: the unlock only when "
           "the try succeeded; xact: one autocommit statement, released at its commit). "
           "Ratios (×) are to the built-in of the same kind on the precomputed key: the median, "
@@ -250,7 +249,8 @@ def markdown(d, chart, tlist=None):
         ["machine", f"{mach['nproc']} CPUs (nproc), {mach['cpu_model']}, "
                     f"{(mach['mem_mib'] or 0) / 1024:.1f} GiB RAM, Linux {mach['kernel']}"],
         ["background load", f"CPU {mach['cpu_busy_before_pct']}% busy in the second before the run; "
-                            f"load average {mach['loadavg_start']:.2f} at the start, {mach['loadavg_end']:.2f} at the end"],
+                            f"load average {mach['loadavg_start']:.2f} at the start, "
+                            f"{mach['loadavg_end']:.2f} at the end"],
         ["CPUs used", "all" if not p.get("pin") else
                       f"{', '.join(map(str, p['pin']))} only (`--pin`: the server and every client)"],
         ["round-trip check", "not measured" if not rt else
@@ -267,7 +267,8 @@ def markdown(d, chart, tlist=None):
         ["sizes", f"in-server {p['pairs']:,} pairs (repeated) and {p['never_seen']:,} names (never seen), "
                   f"{plural(p['reps'], 'repetition')} each after a warm-up; pgbench "
                   + (f"{p['duration']} s" if p.get("duration") else f"{p['transactions']} transactions per client")
-                  + f" × {plural(p['pgbench_reps'], 'repetition')}; monitoring {p['holders']} × {p['locks_per_holder']:,} locks, "
+                  + f" × {plural(p['pgbench_reps'], 'repetition')}; "
+                  f"monitoring {p['holders']} × {p['locks_per_holder']:,} locks, "
                   f"{plural(p['mon_reps'], 'repetition')}"],
         ["phases", ", ".join(f"{k} {v} s" for k, v in d.get("phase_seconds", {}).items())],
     ], ["l", "l"])
@@ -313,7 +314,8 @@ def markdown(d, chart, tlist=None):
           "name `'bench-' || :id`, and `:name` that name, fetched once per client and then passed "
           "as a bind parameter.\n\n```\n" + d["pgbench"]["prologue"].strip() + "\n```\n\n")
     for c in d["contenders"]:
-        s += f"**{c['label']}** (`bench/pgbench/{c['id']}.sql`)\n\n```sql\n{d['pgbench']['bodies'][c['id']].strip()}\n```\n\n"
+        s += (f"**{c['label']}** (`bench/pgbench/{c['id']}.sql`)\n\n"
+              f"```sql\n{d['pgbench']['bodies'][c['id']].strip()}\n```\n\n")
     s += ("The PL/pgSQL wrapper (`bench/sql/setup.sql`):\n\n```sql\n"
           "CREATE FUNCTION bench_plpgsql_lock(name text) RETURNS void LANGUAGE plpgsql AS $$\nBEGIN\n"
           "    PERFORM pg_advisory_lock(('x' || substr(md5(name), 1, 16))::bit(64)::bigint);\nEND $$;\n"
@@ -364,15 +366,17 @@ def svg_chart(d):
     sub = (f"{d['machine']['nproc']} CPUs, {d['machine']['cpu_model']}, {d['started'][:10]}"
            + (f"; server and clients pinned to CPU {','.join(map(str, pin))}" if pin else "")
            + ("  —  SMOKE RUN, numbers meaningless" if d["smoke"] else ""))
-    out.append(f'<text x="{W / 2}" y="26" text-anchor="middle" font-size="16" font-weight="bold">{escape(title)}</text>')
+    out.append(f'<text x="{W / 2}" y="26" text-anchor="middle" font-size="16" font-weight="bold">'
+               f'{escape(title)}</text>')
     out.append(f'<text x="{W / 2}" y="46" text-anchor="middle" fill="#555">{escape(sub)}</text>')
     for pi, (mode, ptitle) in enumerate((("uncontended", "uncontended: a name per client"),
                                          ("contended", "contended: one hot name"))):
         x0 = left0 + pi * (pw + gap)
         vals = [pb["median_tps"][mode][str(c)][k["id"]] for c in clients for k in cs]
         ymax, step = nice_max(max(vals) * 1.05)
-        X = lambda i: x0 + 30 + i * (pw - 60) / (len(clients) - 1)  # noqa: E731
-        Y = lambda v: top + ph - v / ymax * ph  # noqa: E731
+        # this panel's x0 and ymax, bound now (B023; both are only called within this iteration)
+        X = lambda i, x0=x0: x0 + 30 + i * (pw - 60) / (len(clients) - 1)  # noqa: E731
+        Y = lambda v, ymax=ymax: top + ph - v / ymax * ph  # noqa: E731
         out.append(f'<text x="{x0 + pw / 2}" y="{top - 10}" text-anchor="middle" font-weight="bold">{ptitle}</text>')
         out.append(f'<rect x="{x0}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
         t = 0.0

@@ -119,7 +119,9 @@ async def scene():
     w, s = f"mon-wait-{tag}", f"mon-shared-{tag}"
     conns = {
         app: await connect(app)
-        for app in ("mon-holder", "mon-waiter-1", "mon-waiter-2", "mon-shared-1", "mon-shared-2", "mon-trier", "mon-observer")
+        for app in (
+            "mon-holder", "mon-waiter-1", "mon-waiter-2", "mon-shared-1", "mon-shared-2", "mon-trier", "mon-observer"
+        )
     }
     obs = conns["mon-observer"]
     tasks = []
@@ -141,7 +143,7 @@ async def scene():
         # one after the other, so that the queue order (and so who blocks whom) is known
         for i, app in enumerate(("mon-waiter-1", "mon-waiter-2"), 1):
             tasks.append(asyncio.create_task(conns[app].execute("SELECT lock_named($1)", w)))
-            await until(f"{app} waits", lambda: waiting(i))
+            await until(f"{app} waits", lambda i=i: waiting(i))  # this iteration's i (B023)
         pids = {app: c.get_server_pid() for app, c in conns.items()}
         yield {"w": w, "s": s, "conns": conns, "pids": pids, "tasks": tasks, "obs": obs}
     finally:

@@ -28,7 +28,9 @@ from named_locks import LockNotAcquired, advisory_lock, async_url
 JOB_NAME = "daily-report-job"
 
 
-async def run_job_once(engine: AsyncEngine, worker: str, job: Callable[[], Awaitable[None]], name: str = JOB_NAME) -> bool:
+async def run_job_once(
+    engine: AsyncEngine, worker: str, job: Callable[[], Awaitable[None]], name: str = JOB_NAME
+) -> bool:
     """Run `job` unless another worker is running it; True when this worker ran it."""
     try:
         async with advisory_lock(engine, name, blocking=False):

@@ -130,7 +130,9 @@ async def run(
             negative = (await conn.execute(text(f"SELECT count(*) FROM {table} WHERE balance < 0"))).scalar()
     finally:
         await engine.dispose()
-    return {"before": before, "after": after, "moved": sum(done), "refused": transfers - sum(done), "negative": negative}
+    return {
+        "before": before, "after": after, "moved": sum(done), "refused": transfers - sum(done), "negative": negative
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,6 +72,7 @@ pub fn utf8_database() -> bool {
 ///
 /// # Safety
 /// `bytes` must stay valid for `'a`, and `'a` must not outlive the current memory context.
+#[allow(clippy::needless_lifetimes)] // the lifetime is named for the contract above
 pub unsafe fn server_to_utf8<'a>(bytes: &'a [u8]) -> &'a str {
     if bytes.is_ascii() {
         // SAFETY: ASCII is UTF-8, and means the same in every server encoding.

@@ -29,8 +29,8 @@
 //! the build instead of corrupting the stack.
 
 use pgrx::pg_sys::{
-    Datum, LWLock, LWLockMode, LockAcquireResult, Oid, TimestampTz, TupleDesc, Tuplestorestate, LOCALLOCK, LOCKMETHODID,
-    LOCKMODE, LOCKTAG,
+    Datum, LWLock, LWLockMode, LockAcquireResult, Oid, TimestampTz, TupleDesc, Tuplestorestate, LOCALLOCK, LOCKMETHODID, LOCKMODE,
+    LOCKTAG,
 };
 use std::ffi::{c_char, c_int};
 

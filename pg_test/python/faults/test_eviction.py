@@ -52,7 +52,9 @@ def test_eviction_spares_every_lock_in_use_and_only_those(main, admin, gids):
     assert one(admin, "SELECT named_lock_name(named_lock_key32(%s), 7)", (idns,)) == f"{idns}:7"
 
     # And the view shows every one of them by name.
-    names = {r[0] for r in admin.execute("SELECT lock_name FROM advisory_locks_v WHERE lock_name LIKE %s", (f"evict-{u}-%",))}
+    names = {
+        r[0] for r in admin.execute("SELECT lock_name FROM advisory_locks_v WHERE lock_name LIKE %s", (f"evict-{u}-%",))
+    }
     assert names == {held, shared, f"{ns}:item", f"{idns}:7", awaited, prepared}
 
     holder.execute("SELECT pg_advisory_unlock_all()")

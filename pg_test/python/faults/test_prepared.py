@@ -9,7 +9,18 @@ import uuid
 import psycopg
 import pytest
 
-from helpers import PROMPTLY, Bg, advisory_rows, backend_pid, named_tag, one, pair_tag, sqlstate, wait_until, wait_waiting
+from helpers import (
+    PROMPTLY,
+    Bg,
+    advisory_rows,
+    backend_pid,
+    named_tag,
+    one,
+    pair_tag,
+    sqlstate,
+    wait_until,
+    wait_waiting,
+)
 
 
 def prepared_rows(admin):
@@ -116,7 +127,8 @@ SCENARIOS = {
     ),
     "session and xact pair lock": (
         ["SELECT xact_lock_pair(%(ns)s, 7)", "SELECT lock_pair(%(ns)s, 7)"],
-        ["SELECT pg_advisory_xact_lock(named_lock_key32(%(ns)s), 7)", "SELECT pg_advisory_lock(named_lock_key32(%(ns)s), 7)"],
+        ["SELECT pg_advisory_xact_lock(named_lock_key32(%(ns)s), 7)",
+         "SELECT pg_advisory_lock(named_lock_key32(%(ns)s), 7)"],
     ),
 }
 

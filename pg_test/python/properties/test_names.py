@@ -165,8 +165,10 @@ def test_pair_round_trip(conn, ns, name, ident):
         # (namespace, id) pairs show as "namespace:id" with the namespace as stored
         assert view == {(k1, k2, stored(f"{ns}:{name}"), "exclusive"),
                         (k1, ident, f"{stored(ns)}:{ident}", "shared")}
-        assert conn.execute("SELECT named_lock_name(%s::int, %s::int)", (k1, k2)).fetchone()[0] == stored(f"{ns}:{name}")
-        assert conn.execute("SELECT named_lock_name(%s::int, %s::int)", (k1, ident)).fetchone()[0] == f"{stored(ns)}:{ident}"
+        assert (conn.execute("SELECT named_lock_name(%s::int, %s::int)", (k1, k2)).fetchone()[0]
+                == stored(f"{ns}:{name}"))
+        assert (conn.execute("SELECT named_lock_name(%s::int, %s::int)", (k1, ident)).fetchone()[0]
+                == f"{stored(ns)}:{ident}")
     finally:
         assert conn.execute("SELECT unlock_pair(%s, %s::text)", (ns, name)).fetchone()[0] is True
         assert conn.execute("SELECT unlock_pair_shared(%s, %s::integer)", (ns, ident)).fetchone()[0] is True

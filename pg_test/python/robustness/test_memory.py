@@ -73,7 +73,8 @@ class Limited:
     def init(self):
         self.stop()  # a server an interrupted run left behind
         if not os.path.exists(os.path.join(self.data, "PG_VERSION")):
-            self.run(f"{self.bindir}/initdb", "-D", self.data, "-U", "postgres", "-E", "UTF8", "--locale=C", "-A", "trust")
+            self.run(f"{self.bindir}/initdb", "-D", self.data, "-U", "postgres", "-E", "UTF8", "--locale=C",
+                     "-A", "trust")
             with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
                 f.write(
                     f"listen_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = ''\n"
@@ -82,7 +83,8 @@ class Limited:
                 )
 
     def start(self, limit_kib=None):
-        self.run(f"{self.bindir}/pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "start", limit_kib=limit_kib)
+        self.run(f"{self.bindir}/pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "start",
+                 limit_kib=limit_kib)
 
     def stop(self):
         """Stopped for sure: a fast shutdown, else (a server busy with a crash restart,

@@ -458,7 +458,7 @@ class Session(threading.Thread):
                                             f"(holds {[m.session[(t.tag, op.mode)] for t in op.targets]})")
                 rep.check("warnings", dont_own == [mode_name] * (len(held) - want),
                           f"{who}: {op.call}: warnings {dont_own}, expected {len(held) - want}")
-                for t, h in zip(op.targets, held):
+                for t, h in zip(op.targets, held, strict=False):
                     if h:
                         m.session[(t.tag, op.mode)] -= 1
                 m.prune()
@@ -477,7 +477,7 @@ class Session(threading.Thread):
                 k = len(dont_own)
                 if k:
                     seen = 0
-                    for t, h in zip(op.targets, held):
+                    for t, h in zip(op.targets, held, strict=False):
                         if h:
                             m.session[(t.tag, op.mode)] -= 1
                         else:
