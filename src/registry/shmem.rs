@@ -21,8 +21,8 @@ use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
-use crate::backend::BackendLocal;
 use crate::guc;
+use crate::pg::backend::BackendLocal;
 use crate::registry::{self, Registry};
 
 const SEGMENT_NAME: &std::ffi::CStr = c"pg_named_locks registry";
@@ -149,7 +149,7 @@ fn attach_dsm_or_report() -> *mut u8 {
     if unsafe { pg_sys::IsInParallelMode() } {
         return std::ptr::null_mut();
     }
-    // SAFETY: the internal-subtransaction protocol (see `wait::wait_in_subxact`).
+    // SAFETY: the internal-subtransaction protocol (see `lock::wait::wait_in_subxact`).
     let (ctx, owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
     unsafe {
         pg_sys::BeginInternalSubTransaction(std::ptr::null());

@@ -5,7 +5,7 @@
 //! One flat region: `Header`, then `capacity` `Meta`s, then `capacity` `Entry`s, then the
 //! bucket array. Slot `s` is `Meta` `s` plus `Entry` `s`. Links are slot indices, never
 //! pointers, so the same bytes work in the main shared memory segment (with
-//! `shared_preload_libraries`, see `shmem.rs`) and in a dynamic shared memory segment that
+//! `shared_preload_libraries`, see [`shmem`]) and in a dynamic shared memory segment that
 //! each backend may map at a different address (PostgreSQL 17+ without preloading).
 //!
 //! A slot is split in two because a lookup walks bucket chains and an eviction pass reads
@@ -33,7 +33,7 @@
 //!   a time, in shared mode) until its victims are unlinked. Nobody takes the registry
 //!   lock while holding a partition lock, so the order registry → partition cannot
 //!   deadlock. A lock granted after the walk read its partition is not seen by the pass;
-//!   its caller checks the generation again after the grant (see `named`): unchanged
+//!   its caller checks the generation again after the grant (see `lock`): unchanged
 //!   means no pass started before the grant, changed means it looks the name up again,
 //!   which waits for the pass to finish and re-registers a name it evicted.
 
@@ -45,10 +45,12 @@ use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use crate::backend::BackendLocal;
-use crate::lockmgr::Key;
-use crate::namecache::FxBuild;
+use crate::name::memo::FxBuild;
+use crate::pg::backend::BackendLocal;
 use crate::pg::encoding::for_message;
+use crate::pg::lockmgr::Key;
+
+pub mod shmem;
 
 /// Bytes of a name kept in shared memory; longer names are still hashed whole and are
 /// stored cut at a character boundary, marked truncated. Chosen so that an `Entry` is
@@ -567,7 +569,7 @@ impl Registry {
     #[inline]
     fn touch(&self, slot: i32, now: i64) {
         let e = self.slot(slot);
-        let role = crate::backend::current_user_id();
+        let role = crate::pg::backend::current_user_id();
         // SAFETY: in bounds; last_used is an atomic.
         let last_used = unsafe { &(*self.meta(slot)).last_used };
         // Store only on change: a hot name touched by many backends would otherwise
@@ -637,7 +639,7 @@ impl Registry {
                 m.key = rk.key;
                 m.check = rk.check;
                 m.last_used.store(now, Relaxed);
-                e.role.store(crate::backend::current_user_id(), Relaxed);
+                e.role.store(crate::pg::backend::current_user_id(), Relaxed);
                 e.truncated = truncated;
                 e.name_len = stored.len() as u16;
                 e.name[..stored.len()].copy_from_slice(stored.as_bytes());
@@ -970,7 +972,7 @@ fn advisory_keys_in_use() -> Option<Vec<(u8, i64)>> {
         }
         keys.push(k);
     };
-    crate::lockmgr::for_each_advisory_key_in_use(|key| match key {
+    crate::pg::lockmgr::for_each_advisory_key_in_use(|key| match key {
         Key::Int64(k) => push((Kind::Bigint as u8, k)),
         Key::Pair(k1, k2) => {
             push((Kind::Pair as u8, pair_key(k1, k2)));
@@ -1091,7 +1093,7 @@ mod tests {
     }
 
     /// An eviction pass bumps the generation before it reads which locks are in use, so
-    /// that a lock granted after that read is noticed by its caller (`named::after_grant`).
+    /// that a lock granted after that read is noticed by its caller (`lock::after_grant`).
     #[pg_test]
     fn an_eviction_pass_bumps_the_generation_before_and_after() {
         let (_mem, reg) = private_registry(16);

@@ -1,5 +1,5 @@
 //! The SQL-facing lock functions (DESIGN.md §3). Each one resolves its arguments to a
-//! [`Target`] and makes exactly one call into [`named`]; no SPI, no query.
+//! [`Target`] and makes exactly one call into [`lock`]; no SPI, no query.
 //!
 //! All are VOLATILE and PARALLEL RESTRICTED, like `pg_advisory_lock`. None is STRICT:
 //! a NULL argument must raise an error, never return NULL without locking.
@@ -7,10 +7,10 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::lockmgr::{Mode, Scope};
-use crate::named::{self, Target};
-use crate::textarg::{Text, TextArray};
-use crate::wait::Wait;
+use crate::lock::wait::Wait;
+use crate::lock::{self, Target};
+use crate::pg::lockmgr::{Mode, Scope};
+use crate::pg::text::{Text, TextArray};
 
 /// One SQL function. `lock` waits (void), `try` never waits (boolean), `unlock` releases
 /// one session hold (boolean). The argument list is forwarded as raw tokens, not as `ty`
@@ -20,26 +20,26 @@ macro_rules! sql_fn {
     (lock, $rust:ident, $sql:literal, $mode:ident, $scope:ident, $args:tt => $key:expr) => {
         #[pg_extern(volatile, parallel_restricted, name = $sql)]
         pub fn $rust $args {
-            named::acquire(&[$key], Mode::$mode, Scope::$scope, Wait::Forever);
+            lock::acquire(&[$key], Mode::$mode, Scope::$scope, Wait::Forever);
         }
     };
     (try, $rust:ident, $sql:literal, $mode:ident, $scope:ident, $args:tt => $key:expr) => {
         #[pg_extern(volatile, parallel_restricted, name = $sql)]
         pub fn $rust $args -> bool {
-            named::acquire(&[$key], Mode::$mode, Scope::$scope, Wait::No)
+            lock::acquire(&[$key], Mode::$mode, Scope::$scope, Wait::No)
         }
     };
     (timed, $rust:ident, $sql:literal, $mode:ident, $scope:ident, $args:tt => $key:expr) => {
         #[pg_extern(volatile, parallel_restricted, name = $sql)]
         pub fn $rust $args -> bool {
             let (target, timeout) = $key;
-            named::acquire(&[target], Mode::$mode, Scope::$scope, named::timeout(timeout))
+            lock::acquire(&[target], Mode::$mode, Scope::$scope, lock::timeout(timeout))
         }
     };
     (unlock, $rust:ident, $sql:literal, $mode:ident, $args:tt => $key:expr) => {
         #[pg_extern(volatile, parallel_restricted, name = $sql)]
         pub fn $rust $args -> bool {
-            named::release(&[$key], Mode::$mode) == 1
+            lock::release(&[$key], Mode::$mode) == 1
         }
     };
 }
@@ -84,14 +84,14 @@ macro_rules! named_fn {
         }
     };
     (@body lock, $name:ident, $mode:ident, $scope:ident) => {{
-        named::acquire(&[Target::named($name)], Mode::$mode, Scope::$scope, Wait::Forever);
+        lock::acquire(&[Target::named($name)], Mode::$mode, Scope::$scope, Wait::Forever);
         pg_sys::Datum::from(0) // void
     }};
     (@body try, $name:ident, $mode:ident, $scope:ident) => {
-        pg_sys::Datum::from(named::acquire(&[Target::named($name)], Mode::$mode, Scope::$scope, Wait::No))
+        pg_sys::Datum::from(lock::acquire(&[Target::named($name)], Mode::$mode, Scope::$scope, Wait::No))
     };
     (@body unlock, $name:ident, $mode:ident) => {
-        pg_sys::Datum::from(named::release_named($name, Mode::$mode))
+        pg_sys::Datum::from(lock::release_named($name, Mode::$mode))
     };
 }
 
@@ -189,40 +189,40 @@ family! { (namespace: Option<Text>, id: Option<i32>, timeout: Option<Interval>) 
 
 #[pg_extern(volatile, parallel_restricted)]
 pub fn lock_many(names: Option<TextArray>) {
-    named::acquire(&named::many(names), Mode::Exclusive, Scope::Session, Wait::Forever);
+    lock::acquire(&lock::many(names), Mode::Exclusive, Scope::Session, Wait::Forever);
 }
 
 #[pg_extern(volatile, parallel_restricted, name = "lock_many")]
 pub fn lock_many_timeout(names: Option<TextArray>, timeout: Option<Interval>) -> bool {
-    let targets = named::many(names);
-    named::acquire(&targets, Mode::Exclusive, Scope::Session, named::timeout(timeout))
+    let targets = lock::many(names);
+    lock::acquire(&targets, Mode::Exclusive, Scope::Session, lock::timeout(timeout))
 }
 
 #[pg_extern(volatile, parallel_restricted)]
 pub fn try_lock_many(names: Option<TextArray>) -> bool {
-    named::acquire(&named::many(names), Mode::Exclusive, Scope::Session, Wait::No)
+    lock::acquire(&lock::many(names), Mode::Exclusive, Scope::Session, Wait::No)
 }
 
 /// Releases one session hold of each distinct name; returns how many were released.
 #[pg_extern(volatile, parallel_restricted)]
 pub fn unlock_many(names: Option<TextArray>) -> i32 {
-    named::release(&named::many(names), Mode::Exclusive)
+    lock::release(&lock::many(names), Mode::Exclusive)
 }
 
 #[pg_extern(volatile, parallel_restricted)]
 pub fn xact_lock_many(names: Option<TextArray>) {
-    named::acquire(&named::many(names), Mode::Exclusive, Scope::Xact, Wait::Forever);
+    lock::acquire(&lock::many(names), Mode::Exclusive, Scope::Xact, Wait::Forever);
 }
 
 #[pg_extern(volatile, parallel_restricted, name = "xact_lock_many")]
 pub fn xact_lock_many_timeout(names: Option<TextArray>, timeout: Option<Interval>) -> bool {
-    let targets = named::many(names);
-    named::acquire(&targets, Mode::Exclusive, Scope::Xact, named::timeout(timeout))
+    let targets = lock::many(names);
+    lock::acquire(&targets, Mode::Exclusive, Scope::Xact, lock::timeout(timeout))
 }
 
 #[pg_extern(volatile, parallel_restricted)]
 pub fn try_xact_lock_many(names: Option<TextArray>) -> bool {
-    named::acquire(&named::many(names), Mode::Exclusive, Scope::Xact, Wait::No)
+    lock::acquire(&lock::many(names), Mode::Exclusive, Scope::Xact, Wait::No)
 }
 
 #[cfg(any(test, feature = "pg_test"))]

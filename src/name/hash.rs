@@ -2,13 +2,13 @@
 //! (DESIGN.md §2): a key must equal what a client computes with
 //! `int.from_bytes(hashlib.md5(name.encode()).digest()[:8], "big", signed=True)`, so the
 //! hash runs over the name's UTF-8 form in every database, whatever its encoding
-//! (`textarg` converts). The SQL idiom `('x' || substr(md5(name), 1, 16))::bit(64)::bigint`
+//! (`pg::text` converts). The SQL idiom `('x' || substr(md5(name), 1, 16))::bit(64)::bigint`
 //! hashes the database encoding's bytes: equal in a UTF-8 database, or for ASCII names.
 
 use pgrx::prelude::*;
 
-use crate::names;
-use crate::textarg::Text;
+use crate::name::validate;
+use crate::pg::text::Text;
 
 /// The md5 digest of a name. The key is its prefix; the bytes after the key serve the
 /// registry as a check value, so two names with one key are told apart without storing
@@ -18,7 +18,7 @@ pub struct NameHash([u8; 16]);
 
 impl NameHash {
     pub fn of(name: &[u8]) -> Self {
-        NameHash(crate::md5::digest(name))
+        NameHash(crate::name::md5::digest(name))
     }
 
     /// First 8 bytes as a signed big-endian int64: `named_lock_key`.
@@ -54,13 +54,13 @@ pub fn key32(name: &[u8]) -> i32 {
 /// `pg_advisory_lock(named_lock_key(NULL))` would otherwise silently lock nothing.
 #[pg_extern(immutable, parallel_safe)]
 fn named_lock_key(name: Option<Text>) -> i64 {
-    key64(names::require_hashable(name.map(Text::as_str), "name").as_bytes())
+    key64(validate::require_hashable(name.map(Text::as_str), "name").as_bytes())
 }
 
 /// The 32-bit key a namespace or name takes in the two-key ("pair") space.
 #[pg_extern(immutable, parallel_safe)]
 fn named_lock_key32(name: Option<Text>) -> i32 {
-    key32(names::require_hashable(name.map(Text::as_str), "name").as_bytes())
+    key32(validate::require_hashable(name.map(Text::as_str), "name").as_bytes())
 }
 
 #[cfg(test)]

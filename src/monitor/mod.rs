@@ -11,14 +11,16 @@ use std::collections::HashMap;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::keys::key64;
-use crate::lockmgr::{self, Key};
-use crate::namecache::FxBuild;
-use crate::names::require_lockable;
+use crate::name::hash::key64;
+use crate::name::memo::FxBuild;
+use crate::name::validate::require_lockable;
 use crate::pg::encoding::{to_database, DbText};
+use crate::pg::lockmgr::{self, Key};
+use crate::pg::text::Text;
+use crate::registry::shmem;
 use crate::registry::{self, Kind, Registry, Resolved};
-use crate::shmem;
-use crate::textarg::Text;
+
+pub mod stats;
 
 pub const HIDDEN: &str = "<insufficient privilege>";
 
@@ -75,7 +77,7 @@ fn lookup(reg: Registry, key: Key) -> Option<DbText> {
 #[pg_extern(volatile, parallel_restricted)]
 fn register_lock_name(name: Option<Text>) -> i64 {
     let n = require_lockable(name.map(Text::as_str), "name");
-    crate::named::Target::named(Some(n)).remember(shmem::get(), crate::backend::coarse_now());
+    crate::lock::Target::named(Some(n)).remember(shmem::get(), crate::pg::backend::coarse_now());
     key64(n.as_bytes())
 }
 
