@@ -2,6 +2,10 @@
 //!
 //! Module map (one job each):
 //! - [`api`]                 the SQL-facing lock functions, thin wrappers over the below
+//!   - [`api::named`]        the one-name functions, declared by hand (the hot path)
+//!   - [`api::pair`]         the two-key ("pair") functions
+//!   - [`api::many`]         the `_many` functions: many locks at once, all or nothing
+//!   - [`api::keys`]         `named_lock_key` and `named_lock_key32`
 //! - [`lock`]                one named-lock operation: resolve, remember the name, lock
 //!   - [`lock::wait`]        all-or-nothing acquisition, deadlines, no lock left behind
 //!   - [`lock::cap`]         the per-session cap on held locks
@@ -11,9 +15,13 @@
 //!   - [`name::md5`]         the md5 digest itself
 //!   - [`name::memo`]        backend-local memo of name → md5
 //! - [`registry`]            the shared-memory name registry (key → name), its locking rules
+//!   - [`registry::layout`]  its shared-memory layout and size
+//!   - [`registry::remember`] registering a name: lookup or insert, collisions, a full registry
+//!   - `registry::evict`     freeing the least recently used names nobody holds
 //!   - [`registry::shmem`]   where the registry's memory comes from (preload or DSM registry)
 //! - [`monitor`]             name look-ups and the `advisory_locks_v` view
 //!   - [`monitor::stats`]    per-name statistics: `named_lock_stats`
+//!   - [`monitor::privacy`]  who may see a name
 //! - [`pg`]                  every touch of PostgreSQL internals
 //!   - [`pg::lockmgr`]       the lock primitives, straight on PostgreSQL's lock manager
 //!   - [`pg::unguarded`]     PostgreSQL functions called without pgrx's FFI guard

@@ -15,8 +15,9 @@ use crate::name::validate::{require_lockable, require_non_null};
 use crate::pg::backend::coarse_now;
 use crate::pg::lockmgr::{self, Key, Mode, Scope};
 use crate::pg::text::TextArray;
+use crate::registry::remember::{Grant, Label, Remembered};
 use crate::registry::shmem;
-use crate::registry::{pair_key, Grant, Kind, Label, RegKey, Registry, Remembered};
+use crate::registry::{pair_key, Kind, RegKey, Registry};
 use wait::{Event, Wait};
 
 pub mod cap;

@@ -5,7 +5,7 @@
 
 use pgrx::prelude::*;
 
-use crate::monitor::Visibility;
+use crate::monitor::privacy::Visibility;
 use crate::pg::encoding::DbText;
 use crate::registry::shmem;
 
