@@ -33,7 +33,7 @@ pub fn max_locks_per_session() -> i32 {
 /// Define the settings. `preloading`: PostgreSQL refuses (FATAL) to create a
 /// PGC_POSTMASTER setting after startup, so without preloading max_names is a SIGHUP
 /// setting (read from postgresql.conf, like the postmaster one) that sizes the registry
-/// once, when the first backend creates it (see `shmem`). It must be defined either way:
+/// once, when the first backend creates it (see `registry::shmem`). It must be defined either way:
 /// `MarkGUCPrefixReserved` below removes an undefined `pg_named_locks.*` placeholder, and
 /// with it the value the configuration file set.
 pub fn define(preloading: bool) {

@@ -1,43 +1,49 @@
 //! pg_named_locks: PostgreSQL advisory locks addressed by name.
 //!
 //! Module map (one job each):
-//! - [`keys`]     name → advisory-lock key (the md5 compatibility contract)
-//! - [`namecache`] backend-local memo of name → md5
-//! - [`names`]    argument validation: what counts as a usable lock name
-//! - [`lockmgr`]  the lock primitives, straight on PostgreSQL's lock manager
-//! - [`named`]    one named-lock operation: resolve, remember the name, lock
-//! - [`registry`] the shared-memory name registry (key → name), its locking rules
-//! - [`shmem`]    where the registry's memory comes from (preload or DSM registry)
-//! - [`wait`]     all-or-nothing acquisition, deadlines, no lock left behind
-//! - [`session`]  the per-session cap on held locks
-//! - [`textarg`]  `text` arguments read in place on the hot path
-//! - [`stats`]    per-name statistics: `named_lock_stats`
-//! - [`guc`]      settings
-//! - [`monitor`]  name look-ups and the `advisory_locks_v` view
-//! - [`backend`]  backend-local state and the coarse clock
-//! - [`api`]      the SQL-facing lock functions, thin wrappers over the above
+//! - [`api`]                 the SQL-facing lock functions, thin wrappers over the below
+//!   - [`api::named`]        the one-name functions, declared by hand (the hot path)
+//!   - [`api::pair`]         the two-key ("pair") functions
+//!   - [`api::many`]         the `_many` functions: many locks at once, all or nothing
+//!   - [`api::keys`]         `named_lock_key` and `named_lock_key32`
+//! - [`lock`]                one named-lock operation: resolve, remember the name, lock
+//!   - [`lock::wait`]        all-or-nothing acquisition, deadlines, no lock left behind
+//!   - [`lock::cap`]         the per-session cap on held locks
+//! - [`name`](mod@name)      lock names
+//!   - [`name::validate`]    argument validation: what counts as a usable lock name
+//!   - [`name::hash`]        name → advisory-lock key (the md5 compatibility contract)
+//!   - [`name::md5`]         the md5 digest itself
+//!   - [`name::memo`]        backend-local memo of name → md5
+//! - [`registry`]            the shared-memory name registry (key → name), its locking rules
+//!   - [`registry::layout`]  its shared-memory layout and size
+//!   - [`registry::remember`] registering a name: lookup or insert, collisions, a full registry
+//!   - `registry::evict`     freeing the least recently used names nobody holds
+//!   - [`registry::shmem`]   where the registry's memory comes from (preload or DSM registry)
+//! - [`monitor`]             name look-ups and the `advisory_locks_v` view
+//!   - [`monitor::stats`]    per-name statistics: `named_lock_stats`
+//!   - [`monitor::privacy`]  who may see a name
+//! - [`pg`]                  every touch of PostgreSQL internals
+//!   - [`pg::lockmgr`]       the lock primitives, straight on PostgreSQL's lock manager
+//!   - [`pg::unguarded`]     PostgreSQL functions called without pgrx's FFI guard
+//!   - [`pg::text`]          `text` arguments read in place on the hot path
+//!   - [`pg::encoding`]      text across database encodings
+//!   - [`pg::backend`]       backend-local state, the clocks, the current user
+//! - [`flatmap`]             the small open-addressing table behind the memo and the cap
+//! - [`error`](mod@error)    errors and warnings raised from several modules
+//! - [`guc`]                 settings
+//! - `tests`                 tests with several real sessions
 
 use pgrx::prelude::*;
 
 pub mod api;
-pub mod backend;
 pub mod error;
 pub mod flatmap;
 pub mod guc;
-pub mod keys;
-pub mod lockmgr;
-pub mod md5;
+pub mod lock;
 pub mod monitor;
-pub mod namecache;
-pub mod named;
-pub mod names;
+pub mod name;
 pub mod pg;
 pub mod registry;
-pub mod session;
-pub mod shmem;
-pub mod stats;
-pub mod textarg;
-pub mod wait;
 
 // The two-argument `pg_module_magic!(name, version)` form is broken on PostgreSQL 18 in
 // pgrx 0.18.1; the explicit form fills PG 18's module name/version fields correctly.
@@ -49,16 +55,14 @@ pub extern "C-unwind" fn _PG_init() {
     let preloading = unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress };
     guc::define(preloading);
     // SAFETY: registers a plain function for this backend's transaction ends.
-    unsafe { pgrx::pg_sys::RegisterXactCallback(Some(session::on_xact_end), std::ptr::null_mut()) };
+    unsafe { pgrx::pg_sys::RegisterXactCallback(Some(lock::cap::on_xact_end), std::ptr::null_mut()) };
     if preloading {
-        shmem::install_hooks();
+        registry::shmem::install_hooks();
     }
 }
 
 #[cfg(test)]
-mod multisession_tests;
-#[cfg(test)]
-mod multisession_timeouts;
+mod tests;
 
 /// Required by `cargo pgrx test`.
 #[cfg(test)]

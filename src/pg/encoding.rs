@@ -21,7 +21,7 @@ use pgrx::datum::Datum;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::backend::BackendLocal;
+use crate::pg::backend::BackendLocal;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Db {

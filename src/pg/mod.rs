@@ -1,8 +1,13 @@
-//! Every touch of PostgreSQL internals that pgrx does not wrap: the functions called
-//! without pgrx's FFI guard ([`unguarded`]), the constants of PostgreSQL headers that
-//! pgrx does not export, and text crossing database encodings ([`encoding`]).
+//! Every touch of PostgreSQL internals that pgrx does not wrap: the lock manager
+//! ([`lockmgr`]), the functions called without pgrx's FFI guard ([`unguarded`]), the
+//! constants of PostgreSQL headers that pgrx does not export, `text` arguments read in
+//! place ([`text`]), text crossing database encodings ([`encoding`]), and backend-local
+//! state and clocks ([`backend`]).
 
+pub mod backend;
 pub mod encoding;
+pub mod lockmgr;
+pub mod text;
 pub mod unguarded;
 
 /// `lwlocknames.h`: AddinShmemInitLock is entry 21 of MainLWLockArray in PostgreSQL 15

@@ -12,12 +12,12 @@
 //! # Unguarded calls
 //! | function | called from | why it is safe there |
 //! |---|---|---|
-//! | `LockAcquireExtended` (dontWait, reportMemoryError = false) | `lockmgr::try_acquire_fast`, only on the one-key path of `wait::acquire_one` | does not wait, run the deadlock detector or raise for a full lock table (that is NOT_AVAIL, re-checked through the guarded call). What remains is a backend-local out-of-memory growing the local lock hash or a LOCALLOCK's owner array: the frames it would skip (`api` → `named::acquire_one` → `wait::try_one`) own nothing, and no subtransaction of ours is open. Every multi-key path and every request inside our subtransaction uses the guarded `pg_sys::LockAcquireExtended`. |
-//! | `LockRelease` | `lockmgr::release_held` (a hold this call took, being undone) and `lockmgr::release_fast` (`unlock_named`, one name) | raises only for an invalid lock method or mode (ours are constants) or a corrupt lock table. A lock not held gets a WARNING, whose errfinish runs `CHECK_FOR_INTERRUPTS` and can raise a pending cancel: `release_held` releases only holds it knows it has (no WARNING), and `unlock_named`'s frames own nothing. `unlock_many` and the pair unlocks use the guarded `pg_sys::LockRelease`. |
+//! | `LockAcquireExtended` (dontWait, reportMemoryError = false) | `pg::lockmgr::try_acquire_fast`, only on the one-key path of `lock::wait::acquire_one` | does not wait, run the deadlock detector or raise for a full lock table (that is NOT_AVAIL, re-checked through the guarded call). What remains is a backend-local out-of-memory growing the local lock hash or a LOCALLOCK's owner array: the frames it would skip (`api::named` → `lock::acquire_one` → `lock::wait::try_one`) own nothing, and no subtransaction of ours is open. Every multi-key path and every request inside our subtransaction uses the guarded `pg_sys::LockAcquireExtended`. |
+//! | `LockRelease` | `pg::lockmgr::release_held` (a hold this call took, being undone) and `pg::lockmgr::release_fast` (`unlock_named`, one name) | raises only for an invalid lock method or mode (ours are constants) or a corrupt lock table. A lock not held gets a WARNING, whose errfinish runs `CHECK_FOR_INTERRUPTS` and can raise a pending cancel: `release_held` releases only holds it knows it has (no WARNING), and `unlock_named`'s frames own nothing. `unlock_many` and the pair unlocks use the guarded `pg_sys::LockRelease`. |
 //! | `LWLockAcquire`, `LWLockRelease`, `LWLockHeldByMe` | `registry::Guard` | LWLockAcquire fails only past 200 LWLocks held at once (we hold at most the registry lock and one lock-manager partition lock) and waits with interrupts held off; LWLockRelease fails only for a lock not held, and `Guard` releases only what it acquired. |
-//! | `GetUserId` | `backend::current_user_id` | returns a backend-global. |
-//! | `GetCurrentTimestamp` | `backend::precise_now` | gettimeofday() converted; no error path. |
-//! | `get_timeout_start_time` | `wait::wait_started` | reads one field of timeout.c's static array. |
+//! | `GetUserId` | `pg::backend::current_user_id` | returns a backend-global. |
+//! | `GetCurrentTimestamp` | `pg::backend::precise_now` | gettimeofday() converted; no error path. |
+//! | `get_timeout_start_time` | `lock::wait::wait_started` | reads one field of timeout.c's static array. |
 //!
 //! Functions declared here to be called inside one `pg_guard_ffi_boundary` around a
 //! whole loop (one guard instead of one per call; the loop's frames own nothing):

@@ -22,7 +22,7 @@ settings.register_profile(
 )
 settings.load_profile("props")
 
-NAME_BYTES = 168  # src/registry.rs: bytes of a name kept in the registry
+NAME_BYTES = 168  # src/registry/layout.rs: bytes of a name kept in the registry
 HIDDEN = "<insufficient privilege>"
 
 TRIED = collections.Counter()

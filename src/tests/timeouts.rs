@@ -5,7 +5,7 @@ use postgres::Client;
 use std::thread;
 use std::time::Duration;
 
-use crate::multisession_tests::{boolean, held, pid, session, sqlstate, wait_until_waiting};
+use super::multisession::{boolean, held, pid, session, sqlstate, wait_until_waiting};
 
 fn one_i64(c: &mut Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).unwrap().get(0)

@@ -2,69 +2,24 @@
 //!
 //! Privacy: a name is data (DESIGN.md §5). The registry records the role that last used
 //! each name; a caller sees it when it has that role's privileges or pg_read_all_stats
-//! (the rule of pg_stat_activity's query text), else `<insufficient privilege>`. The
-//! view takes names only from `named_lock_registry()`, which applies that rule itself, so
-//! the view needs no privilege logic a caller could get around.
-
-use std::collections::HashMap;
+//! (the rule of pg_stat_activity's query text, in [`privacy`]), else `<insufficient
+//! privilege>`. The view takes names only from `named_lock_registry()`, which applies
+//! that rule itself, so the view needs no privilege logic a caller could get around.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::keys::key64;
-use crate::lockmgr::{self, Key};
-use crate::namecache::FxBuild;
-use crate::names::require_lockable;
+use crate::name::hash::key64;
+use crate::name::validate::require_lockable;
 use crate::pg::encoding::{to_database, DbText};
-use crate::registry::{self, Kind, Registry, Resolved};
-use crate::shmem;
-use crate::textarg::Text;
+use crate::pg::lockmgr::{self, Key};
+use crate::pg::text::Text;
+use crate::registry::shmem;
+use crate::registry::{Kind, Registry};
+use privacy::Visibility;
 
-pub const HIDDEN: &str = "<insufficient privilege>";
-
-/// Memoised `registry::may_see` for one query (few distinct roles, many entries; runs of
-/// one role are the common case, so the last answer is checked before the map).
-pub struct Visibility {
-    last: Option<(u32, bool)>,
-    seen: HashMap<u32, bool, FxBuild>,
-}
-
-impl Default for Visibility {
-    fn default() -> Self {
-        Visibility::new()
-    }
-}
-
-impl Visibility {
-    pub fn new() -> Self {
-        Visibility { last: None, seen: HashMap::default() }
-    }
-    pub fn name(&mut self, role: u32, name: String) -> String {
-        let visible = match self.last {
-            Some((r, v)) if r == role => v,
-            _ => {
-                let v = *self.seen.entry(role).or_insert_with(|| registry::may_see(role));
-                self.last = Some((role, v));
-                v
-            }
-        };
-        if visible {
-            name
-        } else {
-            HIDDEN.to_string()
-        }
-    }
-
-    /// How a lock the registry resolved is shown: its name, "namespace:id" when only the
-    /// namespace of a (namespace, id) pair is known, or HIDDEN. Takes the name out of `f`.
-    pub fn lock_name(&mut self, f: &mut Resolved, lock: Key) -> String {
-        match (self.name(f.role, std::mem::take(&mut f.name)), lock) {
-            (n, _) if n == HIDDEN => n,
-            (n, Key::Pair(_, id)) if f.namespace_only => format!("{n}:{id}"),
-            (n, _) => n,
-        }
-    }
-}
+pub mod privacy;
+pub mod stats;
 
 fn lookup(reg: Registry, key: Key) -> Option<DbText> {
     let mut found = reg.resolve(std::iter::once(key)).pop().flatten()?;
@@ -75,7 +30,7 @@ fn lookup(reg: Registry, key: Key) -> Option<DbText> {
 #[pg_extern(volatile, parallel_restricted)]
 fn register_lock_name(name: Option<Text>) -> i64 {
     let n = require_lockable(name.map(Text::as_str), "name");
-    crate::named::Target::named(Some(n)).remember(shmem::get(), crate::backend::coarse_now());
+    crate::lock::Target::named(Some(n)).remember(shmem::get(), crate::pg::backend::coarse_now());
     key64(n.as_bytes())
 }
 
@@ -426,7 +381,7 @@ mod tests {
         let name = name.unwrap();
         assert_eq!(truncated, Some(true));
         assert!(name.ends_with('…'), "{name}");
-        assert!(name.len() <= crate::registry::NAME_BYTES + '…'.len_utf8());
+        assert!(name.len() <= crate::registry::layout::NAME_BYTES + '…'.len_utf8());
         // the lock is on the hash of the whole name
         assert_eq!(
             Spi::get_one::<i64>(

@@ -7,9 +7,9 @@
 
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::backend::BackendLocal;
 use crate::flatmap::{same_bytes, FlatMap};
-use crate::keys::NameHash;
+use crate::name::hash::NameHash;
+use crate::pg::backend::BackendLocal;
 
 const CAPACITY: usize = 16_384;
 /// The longest name the memo keeps (see `NameMemo::compute`).
@@ -238,8 +238,8 @@ mod unit {
         for _ in 0..3 {
             for n in ["a", "daily-report-job", "ü", "", "a-name-longer-than-the-sixty-four-bytes-kept-inline-for-the-last-lookup"]
             {
-                assert_eq!(m.lookup(n).hash.key64(), crate::keys::key64(n.as_bytes()));
-                assert_eq!(m.lookup(n).hash.check64(), crate::keys::NameHash::of(n.as_bytes()).check64());
+                assert_eq!(m.lookup(n).hash.key64(), crate::name::hash::key64(n.as_bytes()));
+                assert_eq!(m.lookup(n).hash.check64(), crate::name::hash::NameHash::of(n.as_bytes()).check64());
             }
         }
     }

@@ -1,6 +1,6 @@
 //! Named lock operations: resolve the arguments to lock keys and registry identities,
 //! remember the names, take or release the locks (through `wait`), and keep the
-//! per-name holder and statistics. The SQL functions in `api.rs` call one function here.
+//! per-name holder and statistics. The SQL functions in `api` call one function here.
 
 use std::borrow::Cow;
 use std::sync::atomic::Ordering::Relaxed;
@@ -8,16 +8,20 @@ use std::sync::atomic::Ordering::Relaxed;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::backend::coarse_now;
 use crate::error;
 use crate::guc;
-use crate::lockmgr::{self, Key, Mode, Scope};
-use crate::namecache;
-use crate::names::{require_lockable, require_non_null};
-use crate::registry::{pair_key, Grant, Kind, Label, RegKey, Registry, Remembered};
-use crate::shmem;
-use crate::textarg::TextArray;
-use crate::wait::{self, Event, Wait};
+use crate::name::memo;
+use crate::name::validate::{require_lockable, require_non_null};
+use crate::pg::backend::coarse_now;
+use crate::pg::lockmgr::{self, Key, Mode, Scope};
+use crate::pg::text::TextArray;
+use crate::registry::remember::{Grant, Label, Remembered};
+use crate::registry::shmem;
+use crate::registry::{pair_key, Kind, RegKey, Registry};
+use wait::{Event, Wait};
+
+pub mod cap;
+pub mod wait;
 
 /// A registry slot, with the registry generation it was found under (its stamp; see the
 /// registry's locking rules).
@@ -30,7 +34,7 @@ pub struct Target<'a> {
     label: Label<'a>,
     /// registry slot remembered for this name by this backend, with its generation
     hint: Option<(i32, u64)>,
-    /// the name memo's fingerprint of a bigint name (for `namecache::set_slot`)
+    /// the name memo's fingerprint of a bigint name (for `memo::set_slot`)
     fp: u64,
 }
 
@@ -38,7 +42,7 @@ impl<'a> Target<'a> {
     /// `lock_named(name)`: the bigint key of the name.
     pub fn named(name: Option<&'a str>) -> Self {
         let n = require_lockable(name, "name");
-        let memo = namecache::lookup(n);
+        let memo = memo::lookup(n);
         let h = memo.hash;
         if memo.slot.is_none() {
             // Likely a name new to the registry too: its insert reads this bucket first.
@@ -59,7 +63,7 @@ impl<'a> Target<'a> {
     pub fn pair(namespace: Option<&'a str>, name: Option<&'a str>) -> Self {
         let ns = require_lockable(namespace, "namespace");
         let n = require_lockable(name, "name");
-        let (hns, hn) = (namecache::hash(ns), namecache::hash(n));
+        let (hns, hn) = (memo::hash(ns), memo::hash(n));
         Target {
             key: Key::Pair(hns.key32(), hn.key32()),
             reg: RegKey {
@@ -78,7 +82,7 @@ impl<'a> Target<'a> {
     pub fn pair_id(namespace: Option<&'a str>, id: Option<i32>) -> Self {
         let ns = require_lockable(namespace, "namespace");
         let id = require_non_null(id, "id");
-        let h = namecache::hash(ns);
+        let h = memo::hash(ns);
         Target {
             key: Key::Pair(h.key32(), id),
             reg: RegKey { kind: Kind::Namespace, key: h.key32() as i64, check: h.check32() as u64 },
@@ -119,7 +123,7 @@ impl<'a> Target<'a> {
         // another name, and this backend would then trust it.
         if let (Kind::Bigint, Label::Name(n)) = (self.reg.kind, &self.label) {
             if self.hint != Some(slot) {
-                namecache::set_slot(n, self.fp, slot.0, slot.1);
+                memo::set_slot(n, self.fp, slot.0, slot.1);
             }
         }
         Some((slot, recorded))
@@ -321,10 +325,10 @@ fn record_one(reg: Registry, kind: Kind, slot: i32, ev: Event, ok: bool, at: i64
 /// WARNING) when not held. Only the key is needed, not a full `Target`, and nothing on
 /// the way owns memory, so the release goes without pgrx's guard (`release_fast`).
 pub fn release_named(name: Option<&str>, mode: Mode) -> bool {
-    let key = Key::Int64(namecache::lookup(require_lockable(name, "name")).hash.key64());
+    let key = Key::Int64(memo::lookup(require_lockable(name, "name")).hash.key64());
     let released = lockmgr::release_fast(key, mode);
     if released {
-        crate::session::note_released(key, mode, Scope::Session);
+        cap::note_released(key, mode, Scope::Session);
     }
     released
 }
@@ -336,7 +340,7 @@ pub fn release(targets: &[Target], mode: Mode) -> i32 {
     let mut n = 0;
     for t in targets {
         if lockmgr::release(t.key, mode) {
-            crate::session::note_released(t.key, mode, Scope::Session);
+            cap::note_released(t.key, mode, Scope::Session);
             n += 1;
         }
     }

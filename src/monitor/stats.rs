@@ -5,9 +5,9 @@
 
 use pgrx::prelude::*;
 
-use crate::monitor::Visibility;
+use crate::monitor::privacy::Visibility;
 use crate::pg::encoding::DbText;
-use crate::shmem;
+use crate::registry::shmem;
 
 fn ts(t: i64) -> Option<TimestampWithTimeZone> {
     (t != 0).then(|| TimestampWithTimeZone::try_from(t).ok()).flatten()

@@ -13,10 +13,10 @@ use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use crate::backend::BackendLocal;
 use crate::flatmap::FlatMap;
 use crate::guc;
-use crate::lockmgr::{self, Key, Mode, Scope};
+use crate::pg::backend::BackendLocal;
+use crate::pg::lockmgr::{self, Key, Mode, Scope};
 
 /// Holds per key held: [session exclusive, session shared, xact exclusive, xact shared].
 /// A key leaves when its last hold is given back, so `len()` is the number of distinct
@@ -259,7 +259,7 @@ fn check_cap_at(key: Key, cap: usize) -> Result<(), ErrorReport> {
 #[cfg(test)]
 mod unit {
     use super::{Holds, FEW};
-    use crate::lockmgr::Key;
+    use crate::pg::lockmgr::Key;
     use std::collections::HashMap;
 
     /// Random adds and subs against a plain map: the same keys and counts, whether they

@@ -23,9 +23,9 @@ use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
-use crate::backend::precise_now as now;
-use crate::lockmgr::{self, Acquired, Key, Mode, Scope};
-use crate::session;
+use super::cap;
+use crate::pg::backend::precise_now as now;
+use crate::pg::lockmgr::{self, Acquired, Key, Mode, Scope};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wait {
@@ -72,7 +72,7 @@ fn undo(holds: &[Hold], mode: Mode, scope: Scope) {
         if scope == Scope::Session || !h.in_subxact {
             lockmgr::release_held(h.key, mode, scope);
         }
-        session::note_released(h.key, mode, scope);
+        cap::note_released(h.key, mode, scope);
     }
 }
 
@@ -94,7 +94,7 @@ pub fn acquire_all(keys: &[Key], mode: Mode, scope: Scope, wait: Wait, on: &mut 
             blocked = Some(i);
             break;
         };
-        session::note_acquired(key, mode, scope);
+        cap::note_acquired(key, mode, scope);
         holds.push(Hold { key, in_subxact: false });
         on(i, event);
     }
@@ -123,7 +123,7 @@ pub fn acquire_one(key: Key, mode: Mode, scope: Scope, wait: Wait, likely_busy: 
 #[inline]
 pub fn try_one(key: Key, mode: Mode, scope: Scope) -> Option<Event> {
     let event = try_key(key, mode, scope, true)?;
-    session::note_acquired(key, mode, scope);
+    cap::note_acquired(key, mode, scope);
     Some(event)
 }
 
@@ -140,7 +140,7 @@ pub fn when_busy(key: Key, mode: Mode, scope: Scope, wait: Wait) -> (bool, Event
 /// line, as is `busy_one`: inlined, their error handling would weigh on every call.
 #[inline(never)]
 fn wait_one(key: Key, mode: Mode, scope: Scope) -> (bool, Event) {
-    if let Err(e) = session::check_cap(key) {
+    if let Err(e) = cap::check_cap(key) {
         e.report(PgLogLevel::ERROR);
     }
     // No non-waiting attempt came first here, so whether the lock was held before the
@@ -160,7 +160,7 @@ fn wait_one(key: Key, mode: Mode, scope: Scope) -> (bool, Event) {
             std::panic::resume_unwind(error)
         }
     };
-    session::note_acquired(key, mode, scope);
+    cap::note_acquired(key, mode, scope);
     (true, event)
 }
 
@@ -207,7 +207,7 @@ fn busy_one(key: Key, mode: Mode, scope: Scope, wait: Wait) -> (bool, Event) {
 /// only (see `lockmgr::try_acquire_fast`).
 #[inline]
 fn try_key(key: Key, mode: Mode, scope: Scope, fast: bool) -> Option<Event> {
-    if let Err(e) = session::check_cap(key) {
+    if let Err(e) = cap::check_cap(key) {
         e.report(PgLogLevel::ERROR);
     }
     let got = if fast { lockmgr::try_acquire_fast(key, mode, scope) } else { lockmgr::try_acquire(key, mode, scope) };
@@ -272,7 +272,7 @@ fn wait_forever(keys: &[Key], first: usize, holds: Vec<Hold>, mode: Mode, scope:
                 w.set(None);
                 event
             });
-            session::note_acquired(key, mode, scope);
+            cap::note_acquired(key, mode, scope);
             h.borrow_mut().push(Hold { key, in_subxact: false });
             on(i, event);
         }
@@ -344,7 +344,7 @@ fn wait_in_subxact(
                     Event::Waited(now() - t0)
                 }
             };
-            session::note_acquired(key, mode, scope);
+            cap::note_acquired(key, mode, scope);
             holds.push(Hold { key, in_subxact: true });
             on(next, event);
             next += 1;
@@ -390,7 +390,7 @@ fn wait_in_subxact(
             let key = keys[next];
             let granted_at_edge = waiting && scope == Scope::Session && lockmgr::held_by_me(key, mode);
             if granted_at_edge {
-                session::note_acquired(key, mode, scope);
+                cap::note_acquired(key, mode, scope);
                 holds.push(Hold { key, in_subxact: true });
             }
             if deadline.is_some() && code == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE {

@@ -21,9 +21,9 @@ use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
-use crate::backend::BackendLocal;
 use crate::guc;
-use crate::registry::{self, Registry};
+use crate::pg::backend::BackendLocal;
+use crate::registry::{layout, Registry};
 
 const SEGMENT_NAME: &std::ffi::CStr = c"pg_named_locks registry";
 const TRANCHE_NAME: &std::ffi::CStr = c"pg_named_locks";
@@ -67,7 +67,7 @@ unsafe extern "C-unwind" fn shmem_request() {
         if let Some(prev) = PREV_SHMEM_REQUEST {
             prev();
         }
-        pg_sys::RequestAddinShmemSpace(registry::shmem_size(capacity()));
+        pg_sys::RequestAddinShmemSpace(layout::shmem_size(capacity()));
     }
 }
 
@@ -81,7 +81,7 @@ unsafe extern "C-unwind" fn shmem_startup() {
         }
         let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(crate::pg::ADDIN_SHMEM_INIT_LOCK)).lock;
         pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
-        let size = registry::shmem_size(capacity());
+        let size = layout::shmem_size(capacity());
         let mut found = false;
         let mem = pg_sys::ShmemInitStruct(SEGMENT_NAME.as_ptr(), size, &mut found).cast::<u8>();
         if !found {
@@ -130,7 +130,7 @@ fn attach_dsm() -> *mut u8 {
         let size = pg_sys::GetNamedDSMSegment(SIZE_SEGMENT_NAME.as_ptr(), size_of::<u64>(), Some(dsm_size_init), &mut found);
         let cap = (size.cast::<u64>().read() as usize).clamp(16, 10_000_000);
         DSM_CAPACITY.set(cap);
-        pg_sys::GetNamedDSMSegment(SEGMENT_NAME.as_ptr(), registry::shmem_size(cap), Some(dsm_init), &mut found).cast()
+        pg_sys::GetNamedDSMSegment(SEGMENT_NAME.as_ptr(), layout::shmem_size(cap), Some(dsm_init), &mut found).cast()
     }
 }
 
@@ -149,7 +149,7 @@ fn attach_dsm_or_report() -> *mut u8 {
     if unsafe { pg_sys::IsInParallelMode() } {
         return std::ptr::null_mut();
     }
-    // SAFETY: the internal-subtransaction protocol (see `wait::wait_in_subxact`).
+    // SAFETY: the internal-subtransaction protocol (see `lock::wait::wait_in_subxact`).
     let (ctx, owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
     unsafe {
         pg_sys::BeginInternalSubTransaction(std::ptr::null());

@@ -8,7 +8,7 @@
 //! second round the half of the boolean function that does not involve the newest word
 //! too), and it pads the last block in place instead of going through a block buffer.
 //! Unit tests check it against the crate on every length up to three blocks; the pg_tests
-//! in `keys.rs` check it against PostgreSQL's `md5()`.
+//! in `api/keys.rs` check it against PostgreSQL's `md5()`.
 
 #[rustfmt::skip] // eight constants a row
 const K: [u32; 64] = [
