@@ -12,7 +12,6 @@
 //! - [`name`](mod@name)      lock names
 //!   - [`name::validate`]    argument validation: what counts as a usable lock name
 //!   - [`name::hash`]        name → advisory-lock key (the md5 compatibility contract)
-//!   - [`name::md5`]         the md5 digest itself
 //!   - [`name::memo`]        backend-local memo of name → md5
 //! - [`registry`]            the shared-memory name registry (key → name), its locking rules
 //!   - [`registry::layout`]  its shared-memory layout and size

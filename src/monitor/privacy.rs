@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use pgrx::pg_sys;
 
-use crate::name::memo::FxBuild;
 use crate::pg::lockmgr::Key;
 use crate::registry::Resolved;
+use rustc_hash::FxBuildHasher as FxBuild;
 
 pub const HIDDEN: &str = "<insufficient privilege>";
 

@@ -5,6 +5,8 @@
 //! (`pg::text` converts). The SQL idiom `('x' || substr(md5(name), 1, 16))::bit(64)::bigint`
 //! hashes the database encoding's bytes: equal in a UTF-8 database, or for ASCII names.
 
+use md5::{Digest, Md5};
+
 /// The md5 digest of a name. The key is its prefix; the bytes after the key serve the
 /// registry as a check value, so two names with one key are told apart without storing
 /// (or comparing) whole names, however long.
@@ -13,7 +15,7 @@ pub struct NameHash([u8; 16]);
 
 impl NameHash {
     pub fn of(name: &[u8]) -> Self {
-        NameHash(crate::name::md5::digest(name))
+        NameHash(Md5::digest(name).into())
     }
 
     /// First 8 bytes as a signed big-endian int64: `named_lock_key`.

@@ -5,59 +5,16 @@
 //! used once each (job ids, request ids) would otherwise pay an allocation and an insert
 //! per name and keep flushing the names that do repeat.
 
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
 
 use crate::flatmap::{same_bytes, FlatMap};
 use crate::name::hash::NameHash;
 use crate::pg::backend::BackendLocal;
+use rustc_hash::FxHasher;
 
 const CAPACITY: usize = 16_384;
 /// The longest name the memo keeps (see `NameMemo::compute`).
 const MEMO_MAX_BYTES: usize = 1024;
-
-/// FxHash (as in rustc): a few cycles per 8 bytes. Names are caller-chosen, but the
-/// table is per backend and bounded, so a crafted collision set only slows its sender.
-#[derive(Default)]
-pub struct Fx(u64);
-
-impl Hasher for Fx {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut b = [0u8; 8];
-            b[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(b));
-        }
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.add(i as u64)
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.add(i as u64)
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.add(i)
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64)
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl Fx {
-    #[inline]
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-pub type FxBuild = BuildHasherDefault<Fx>;
 
 /// What a backend remembers about a name: its digest and, once registered, the
 /// registry slot and the registry generation the slot is valid for.
@@ -69,27 +26,32 @@ pub struct Memo {
     pub fp: u64,
 }
 
-/// A 64-bit hash of a name for the memo: Fx rounds over whole 8-byte words, the last one
-/// overlapping, and the length (so no tail is copied into a buffer).
+/// A 64-bit hash of a name for the memo: FxHash rounds (rustc-hash) over whole 8-byte
+/// words, the last one overlapping, seeded with the length (so no tail is copied into a
+/// buffer; `FxHasher::write` would compress the bytes first, a second pass). Names are
+/// caller-chosen, but the table is per backend and bounded, so a crafted collision set
+/// only slows its sender.
 #[inline]
 fn fingerprint(b: &[u8]) -> u64 {
     let n = b.len();
     let w8 = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
     let w4 = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes")) as u64;
-    let mut h = Fx(n as u64);
+    let mut h = FxHasher::with_seed(n);
     if n >= 8 {
         let mut i = 0;
         while i + 8 < n {
-            h.add(w8(i));
+            h.write_u64(w8(i));
             i += 8;
         }
-        h.add(w8(n - 8));
+        h.write_u64(w8(n - 8));
     } else if n >= 4 {
-        h.add((w4(0) << 32) | w4(n - 4));
+        h.write_u64((w4(0) << 32) | w4(n - 4));
     } else if n > 0 {
-        h.add(b[0] as u64 | (b[n / 2] as u64) << 8 | (b[n - 1] as u64) << 16);
+        h.write_u64(b[0] as u64 | (b[n / 2] as u64) << 8 | (b[n - 1] as u64) << 16);
     }
-    h.finish()
+    // `finish` rotates the product's well-mixed high bits down by 26 for hashbrown,
+    // which indexes with the low bits; FlatMap probes from the high bits: undo it.
+    h.finish().rotate_right(26)
 }
 
 /// The last name looked up that is not in the memo, kept inline: `unlock_named(x)` right

@@ -1,6 +1,5 @@
 //! Lock names: what counts as one, and the key it locks.
 
 pub mod hash;
-pub mod md5;
 pub mod memo;
 pub mod validate;

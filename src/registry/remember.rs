@@ -12,9 +12,9 @@ use pgrx::prelude::*;
 use super::layout::NAME_BYTES;
 use super::{prefetch, reset_stats, Kind, RegKey, Registry, NO_SLOT};
 use crate::monitor::privacy::{may_see, HIDDEN};
-use crate::name::memo::FxBuild;
 use crate::pg::backend::BackendLocal;
 use crate::pg::encoding::for_message;
+use rustc_hash::FxBuildHasher as FxBuild;
 
 /// The name a registry entry shows, rendered only when an entry is created.
 pub enum Label<'a> {
