@@ -109,12 +109,19 @@ class Limited:
                     break
                 time.sleep(0.1)
 
-    def vmsize_kib(self):
-        """The address space a fresh backend of this server takes."""
-        with self.connect() as c:
-            pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
-            with open(f"/proc/{pid}/status") as f:
-                return next(int(line.split()[1]) for line in f if line.startswith("VmSize:"))
+    def base_kib(self):
+        """The address space a fresh backend takes, measured on a start without a limit
+        (the extension created on the way); the server is stopped again."""
+        self.start()
+        try:
+            with self.connect() as c:
+                c.execute("CREATE EXTENSION IF NOT EXISTS pg_named_locks")
+            with self.connect() as c:
+                pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+                with open(f"/proc/{pid}/status") as f:
+                    return next(int(line.split()[1]) for line in f if line.startswith("VmSize:"))
+        finally:
+            self.stop()
 
     def connect(self):
         return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
@@ -142,12 +149,7 @@ def outcome(conn, sql, params=None):
 
 
 def test_many_under_a_memory_limit_fails_cleanly(limited):
-    # The address space a fresh backend needs, measured on an unlimited start.
-    limited.start()
-    with limited.connect() as c:
-        c.execute("CREATE EXTENSION IF NOT EXISTS pg_named_locks")
-    base_kib = limited.vmsize_kib()
-    limited.stop()
+    base_kib = limited.base_kib()
 
     # One name a million times: the call builds its list of a million targets (where
     # its memory may run out), then folds them into one lock (so the lock table, which
@@ -193,12 +195,7 @@ def unpreloaded():
 
 
 def test_a_registry_that_cannot_be_created_leaves_locking_working(unpreloaded):
-    unpreloaded.start()
-    with unpreloaded.connect() as c:
-        c.execute("CREATE EXTENSION IF NOT EXISTS pg_named_locks")
-    base_kib = unpreloaded.vmsize_kib()
-    unpreloaded.stop()
-    unpreloaded.start(limit_kib=base_kib + 256 * 1024)
+    unpreloaded.start(limit_kib=unpreloaded.base_kib() + 256 * 1024)
     notices = []
     with unpreloaded.connect() as c:
         c.add_notice_handler(lambda d: notices.append((d.severity, d.message_primary)))
