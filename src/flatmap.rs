@@ -1,22 +1,16 @@
-//! A small open-addressing hash map for the backend-local tables every lock call probes
-//! (the name memo, the per-session holds).
-//!
-//! `std`'s HashMap costs more than the lock manager's own hash probe here: a generic
-//! hasher pass, SIMD group matching and a `memcmp` call per hit. This map keeps the full
-//! 64-bit hash of every entry in a dense array, probes that linearly (one cache line holds
-//! eight), and compares keys only when the hashes match, which outside a real hit almost
-//! never happens. Callers supply the hash and the key comparison. Removal shifts the
-//! entries after the hole back (no tombstones), so a table that sees a key inserted and
-//! removed per call stays as small and as fast as the set of keys present.
+//! The small hash maps of the backend-local tables every lock call probes (the name
+//! memo, the per-session holds): `hashbrown::HashTable`, which takes the caller's hash
+//! and an equality closure, behind the few operations those tables need. The full
+//! 64-bit hash is stored with each entry and compared before the key, so a probe that
+//! lands on another entry's control byte almost never compares keys. Callers supply
+//! hashes whose low bits and top seven bits are both well mixed (hashbrown indexes with
+//! the former and matches control bytes with the latter).
 
-/// The hash of an empty slot; real hashes are made odd, so never this.
-const EMPTY: u64 = 0;
+use hashbrown::hash_table::Entry;
+use hashbrown::HashTable;
 
 pub struct FlatMap<K, V> {
-    /// A power of two in length (or empty); EMPTY where `entries` is None.
-    hashes: Vec<u64>,
-    entries: Vec<Option<(K, V)>>,
-    len: usize,
+    table: HashTable<(u64, K, V)>,
 }
 
 impl<K, V> Default for FlatMap<K, V> {
@@ -25,199 +19,83 @@ impl<K, V> Default for FlatMap<K, V> {
     }
 }
 
+fn stored<K, V>(e: &(u64, K, V)) -> u64 {
+    e.0
+}
+
 impl<K, V> FlatMap<K, V> {
     pub const fn new() -> Self {
-        FlatMap { hashes: Vec::new(), entries: Vec::new(), len: 0 }
+        FlatMap { table: HashTable::new() }
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.table.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    #[inline]
-    fn start(&self, h: u64) -> usize {
-        // the high bits: multiplicative hashes mix into those best
-        (h >> (64 - self.hashes.len().trailing_zeros())) as usize
+        self.table.is_empty()
     }
 
     /// The value stored under a key with hash `h` for which `eq` holds.
     #[inline]
     pub fn get_mut(&mut self, h: u64, eq: impl Fn(&K) -> bool) -> Option<&mut V> {
-        let i = self.find(h | 1, eq)?;
-        self.entries[i].as_mut().map(|(_, v)| v)
+        self.table.find_mut(h, |(eh, k, _)| *eh == h && eq(k)).map(|(_, _, v)| v)
     }
 
     #[inline]
     pub fn get(&self, h: u64, eq: impl Fn(&K) -> bool) -> Option<&V> {
-        let i = self.find(h | 1, eq)?;
-        self.entries[i].as_ref().map(|(_, v)| v)
-    }
-
-    #[inline]
-    fn find(&self, h: u64, eq: impl Fn(&K) -> bool) -> Option<usize> {
-        debug_assert!(h & 1 == 1);
-        if self.hashes.is_empty() {
-            return None;
-        }
-        let mask = self.hashes.len() - 1;
-        let mut i = self.start(h);
-        loop {
-            let s = self.hashes[i];
-            if s == EMPTY {
-                return None;
-            }
-            if s == h {
-                if let Some((k, _)) = &self.entries[i] {
-                    if eq(k) {
-                        return Some(i);
-                    }
-                }
-            }
-            i = (i + 1) & mask;
-        }
+        self.table.find(h, |(eh, k, _)| *eh == h && eq(k)).map(|(_, _, v)| v)
     }
 
     /// The value of the key, inserted as `make()` first when absent: one probe either way.
     #[inline]
     pub fn get_or_insert(&mut self, h: u64, eq: impl Fn(&K) -> bool, make: impl FnOnce() -> (K, V)) -> &mut V {
-        // keep room for an insert, so one probe, stopping at the key or at the empty
-        // slot where it goes, serves both cases
-        if (self.len + 1) * 2 > self.hashes.len() {
-            self.grow();
-        }
-        let h = h | 1;
-        let mask = self.hashes.len() - 1;
-        let mut i = self.start(h);
-        loop {
-            let s = self.hashes[i];
-            if s == EMPTY {
-                self.hashes[i] = h;
-                self.entries[i] = Some(make());
-                self.len += 1;
-                break;
+        match self.table.entry(h, |(eh, k, _)| *eh == h && eq(k), stored) {
+            Entry::Occupied(o) => &mut o.into_mut().2,
+            Entry::Vacant(slot) => {
+                let (k, v) = make();
+                &mut slot.insert((h, k, v)).into_mut().2
             }
-            if s == h && self.entries[i].as_ref().is_some_and(|(k, _)| eq(k)) {
-                break;
-            }
-            i = (i + 1) & mask;
         }
-        self.entries[i].as_mut().map(|(_, v)| v).expect("present")
     }
 
     /// Let `f` change the value of the key, if present; remove the entry when `f` returns
     /// false. One probe.
     #[inline]
     pub fn update_or_remove(&mut self, h: u64, eq: impl Fn(&K) -> bool, f: impl FnOnce(&mut V) -> bool) {
-        let Some(i) = self.find(h | 1, eq) else { return };
-        let keep = match &mut self.entries[i] {
-            Some((_, v)) => f(v),
-            None => return,
-        };
-        if !keep {
-            self.remove_at(i);
+        if let Ok(mut o) = self.table.find_entry(h, |(eh, k, _)| *eh == h && eq(k)) {
+            if !f(&mut o.get_mut().2) {
+                o.remove();
+            }
         }
     }
 
     /// Insert a key the caller knows is absent; returns its value.
     pub fn insert_new(&mut self, h: u64, k: K, v: V) -> &mut V {
-        // at most half full: probe sequences stay a slot or two long
-        if (self.len + 1) * 2 > self.hashes.len() {
-            self.grow();
-        }
-        let i = self.place(h | 1, k, v);
-        self.len += 1;
-        self.entries[i].as_mut().map(|(_, v)| v).expect("just placed")
+        &mut self.table.insert_unique(h, (h, k, v), stored).into_mut().2
     }
 
     /// Remove the entry of a key with hash `h` for which `eq` holds; its value.
     pub fn remove(&mut self, h: u64, eq: impl Fn(&K) -> bool) -> Option<V> {
-        let i = self.find(h | 1, eq)?;
-        self.remove_at(i)
+        let o = self.table.find_entry(h, |(eh, k, _)| *eh == h && eq(k)).ok()?;
+        Some(o.remove().0 .2)
     }
 
-    fn remove_at(&mut self, i: usize) -> Option<V> {
-        let (_, v) = self.entries[i].take()?;
-        self.hashes[i] = EMPTY;
-        self.len -= 1;
-        // Backward shift: an entry after the hole moves into it when the hole lies on its
-        // probe path (between its home slot and where it is), so every key stays
-        // reachable from its home slot without crossing an empty slot.
-        let mask = self.hashes.len() - 1;
-        let (mut hole, mut j) = (i, (i + 1) & mask);
-        loop {
-            let hj = self.hashes[j];
-            if hj == EMPTY {
-                break;
-            }
-            let home = self.start(hj);
-            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
-                self.hashes[hole] = hj;
-                self.entries[hole] = self.entries[j].take();
-                self.hashes[j] = EMPTY;
-                hole = j;
-            }
-            j = (j + 1) & mask;
-        }
-        Some(v)
-    }
-
-    fn place(&mut self, h: u64, k: K, v: V) -> usize {
-        let mask = self.hashes.len() - 1;
-        let mut i = self.start(h);
-        while self.hashes[i] != EMPTY {
-            i = (i + 1) & mask;
-        }
-        self.hashes[i] = h;
-        self.entries[i] = Some((k, v));
-        i
-    }
-
-    fn grow(&mut self) {
-        let cap = (self.hashes.len() * 2).max(64);
-        self.rebuild(cap, |_, _| true);
-    }
-
-    fn rebuild(&mut self, cap: usize, mut keep: impl FnMut(&K, &mut V) -> bool) {
-        let mut kept = Vec::with_capacity(self.len);
-        for (h, e) in self.hashes.iter_mut().zip(self.entries.iter_mut()) {
-            if let Some((k, mut v)) = e.take() {
-                if keep(&k, &mut v) {
-                    kept.push((*h, k, v));
-                }
-            }
-            *h = EMPTY;
-        }
-        // shrink a table that was once large and is mostly empty now
-        let cap = if kept.len() * 8 < cap { (kept.len() * 2 + 2).next_power_of_two().max(64).min(cap) } else { cap };
-        if cap != self.hashes.len() {
-            self.hashes = vec![EMPTY; cap];
-            self.entries = (0..cap).map(|_| None).collect();
-        }
-        self.len = kept.len();
-        for (h, k, v) in kept {
-            self.place(h, k, v);
-        }
-    }
-
-    /// Keep only the entries for which `keep` holds (it may also change them).
-    pub fn retain(&mut self, keep: impl FnMut(&K, &mut V) -> bool) {
-        if self.len > 0 {
-            self.rebuild(self.hashes.len(), keep);
+    /// Keep only the entries for which `keep` holds (it may also change them); a table
+    /// that was once large and is mostly empty now shrinks.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+        self.table.retain(|(_, k, v)| keep(k, v));
+        if self.table.len() * 8 < self.table.capacity() {
+            self.table.shrink_to(self.table.len() * 2, stored);
         }
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &K> {
-        self.entries.iter().filter_map(|e| e.as_ref().map(|(k, _)| k))
+        self.table.iter().map(|(_, k, _)| k)
     }
 
     pub fn clear(&mut self) {
-        self.hashes.iter_mut().for_each(|h| *h = EMPTY);
-        self.entries.iter_mut().for_each(|e| *e = None);
-        self.len = 0;
+        self.table.clear();
     }
 }
 

@@ -138,7 +138,9 @@ impl Holds {
     }
 }
 
-/// Multiplicative hashing: the table probes from the high bits. The two key spaces use
+/// Multiplicative hashing: the product's top bits (hashbrown's control bytes) mix every
+/// input bit, its low bits (the bucket index) those of the key's low half, which is
+/// md5-derived or a distinct id. The two key spaces use
 /// different multipliers so that a pair and a bigint with the same 64 bits rarely share
 /// a hash (equal hashes are told apart by comparing keys anyway).
 #[inline]

@@ -49,9 +49,8 @@ fn fingerprint(b: &[u8]) -> u64 {
     } else if n > 0 {
         h.write_u64(b[0] as u64 | (b[n / 2] as u64) << 8 | (b[n - 1] as u64) << 16);
     }
-    // `finish` rotates the product's well-mixed high bits down by 26 for hashbrown,
-    // which indexes with the low bits; FlatMap probes from the high bits: undo it.
-    h.finish().rotate_right(26)
+    // `finish` rotates the product's well-mixed high bits down, where hashbrown indexes
+    h.finish()
 }
 
 /// The last name looked up that is not in the memo, kept inline: `unlock_named(x)` right
