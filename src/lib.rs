@@ -27,7 +27,7 @@
 //!   - [`pg::text`]          `text` arguments read in place on the hot path
 //!   - [`pg::encoding`]      text across database encodings
 //!   - [`pg::backend`]       backend-local state, the clocks, the current user
-//! - [`flatmap`]             the small open-addressing table behind the memo and the cap
+//! - [`flatmap`]             hashbrown tables behind the memo and the cap, keyed by the caller's hash
 //! - [`error`](mod@error)    errors and warnings raised from several modules
 //! - [`guc`]                 settings
 //! - `tests`                 tests with several real sessions
