@@ -29,37 +29,30 @@ impl<'a> Text<'a> {
 }
 
 /// The bytes of a varlena that needs no detoasting (inline, uncompressed), as
-/// `pg_detoast_datum_packed` would return them; None for anything else.
+/// `pg_detoast_datum_packed` would return them; None for anything else (an external
+/// TOAST pointer, a compressed value). The header is read with pgrx's ports of
+/// varatt.h's macros; the data follows the header.
 ///
 /// # Safety
 /// `p` must point to a valid varlena.
-#[cfg(target_endian = "little")]
 #[inline]
-unsafe fn inline_bytes<'a>(p: *const u8) -> Option<&'a [u8]> {
-    // SAFETY (whole body): the header layouts of postgres.h/varatt.h for little-endian
-    // machines; a valid varlena is at least as long as its header says.
+unsafe fn inline_bytes<'a>(p: *const pg_sys::varlena) -> Option<&'a [u8]> {
+    use pgrx::varlena::{varatt_is_1b, varatt_is_1b_e, varatt_is_4b_u, varsize_any_exhdr};
+    // SAFETY (whole body): a valid varlena is at least as long as its header says, and
+    // an inline one holds its data right after the header.
     unsafe {
-        let b0 = *p;
-        if b0 & 0x01 == 0x01 {
-            // 1-byte header; 0x01 exactly is an external TOAST pointer
-            if b0 == 0x01 {
+        let header = if varatt_is_1b(p) {
+            if varatt_is_1b_e(p) {
                 return None;
             }
-            let size = ((b0 >> 1) & 0x7f) as usize;
-            return Some(std::slice::from_raw_parts(p.add(1), size - 1));
-        }
-        if b0 & 0x03 == 0x00 {
-            // 4-byte header, not compressed
-            let size = ((std::ptr::read_unaligned(p.cast::<u32>()) >> 2) & 0x3fff_ffff) as usize;
-            return Some(std::slice::from_raw_parts(p.add(4), size - 4));
-        }
-        None
+            pg_sys::VARHDRSZ_SHORT
+        } else if varatt_is_4b_u(p) {
+            pg_sys::VARHDRSZ
+        } else {
+            return None;
+        };
+        Some(std::slice::from_raw_parts(p.cast::<u8>().add(header), varsize_any_exhdr(p)))
     }
-}
-
-#[cfg(not(target_endian = "little"))]
-unsafe fn inline_bytes<'a>(_p: *const u8) -> Option<&'a [u8]> {
-    None
 }
 
 impl<'a> FromDatum for Text<'a> {
@@ -72,7 +65,7 @@ impl<'a> FromDatum for Text<'a> {
             // SAFETY: a non-null text datum points to a valid varlena; in a UTF-8
             // database its bytes are valid UTF-8 (the server verifies text input), which
             // is what pgrx itself relies on for its unchecked conversion.
-            if let Some(bytes) = unsafe { inline_bytes(datum.cast_mut_ptr::<u8>()) } {
+            if let Some(bytes) = unsafe { inline_bytes(datum.cast_mut_ptr::<pg_sys::varlena>()) } {
                 return Some(Text(unsafe { std::str::from_utf8_unchecked(bytes) }));
             }
             // SAFETY: same datum, same contract.
