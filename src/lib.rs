@@ -6,9 +6,14 @@
 //!   - [`api::pair`]         the two-key ("pair") functions
 //!   - [`api::many`]         the `_many` functions: many locks at once, all or nothing
 //!   - [`api::keys`]         `named_lock_key` and `named_lock_key32`
+//!   - [`api::fenced`]       the fenced functions and the token check
 //! - [`lock`]                one named-lock operation: resolve, remember the name, lock
 //!   - [`lock::wait`]        all-or-nothing acquisition, deadlines, no lock left behind
 //!   - [`lock::cap`]         the per-session cap on held locks
+//!   - [`lock::fence`]       fenced grants: the token, this session's token, the check
+//! - [`fence`]               fencing tokens' shared state: the counter, its file, the grant records
+//!   - [`fence::file`]       the counter's high-water mark on disk, written durably
+//!   - [`fence::shmem`]      where the fence lives (preload or DSM registry)
 //! - [`name`](mod@name)      lock names
 //!   - [`name::validate`]    argument validation: what counts as a usable lock name
 //!   - [`name::hash`]        name → advisory-lock key (the md5 compatibility contract)
@@ -36,6 +41,7 @@ use pgrx::prelude::*;
 
 pub mod api;
 pub mod error;
+pub mod fence;
 pub mod flatmap;
 pub mod guc;
 pub mod lock;
@@ -46,7 +52,7 @@ pub mod registry;
 
 // The two-argument `pg_module_magic!(name, version)` form is broken on PostgreSQL 18 in
 // pgrx 0.18.1; the explicit form fills PG 18's module name/version fields correctly.
-::pgrx::pg_module_magic!(name = c"pg_named_locks", version = c"0.1.0");
+::pgrx::pg_module_magic!(name = c"pg_named_locks", version = c"0.2.0");
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

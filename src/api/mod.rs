@@ -47,6 +47,7 @@ macro_rules! family {
     };
 }
 
+pub mod fenced;
 pub mod keys;
 pub mod many;
 pub mod named;

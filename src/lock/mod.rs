@@ -21,6 +21,7 @@ use crate::registry::{pair_key, Kind, RegKey, Registry};
 use wait::{Event, Wait};
 
 pub mod cap;
+pub mod fence;
 pub mod wait;
 
 /// A registry slot, with the registry generation it was found under (its stamp; see the
@@ -195,7 +196,34 @@ pub fn timeout(t: Option<Interval>) -> Wait {
 
 /// Take every target's lock, all or nothing. The names are registered first, so waiters
 /// already show by name while they wait. Returns whether the locks are held now.
+#[inline(always)]
 pub fn acquire(targets: &[Target], mode: Mode, scope: Scope, wait: Wait) -> bool {
+    if mode == Mode::Exclusive && crate::fence::session_fenced() {
+        return acquire_forgetting_tokens(targets, scope, wait);
+    }
+    acquire_plain(targets, mode, scope, wait)
+}
+
+/// `acquire` (exclusive) in a session that has taken fencing tokens: a key it did not
+/// hold before the call is a new grant, which an old token of this session must not
+/// stand for (read before the request, see `fence::forget_regranted`).
+#[cold]
+#[inline(never)]
+fn acquire_forgetting_tokens(targets: &[Target], scope: Scope, wait: Wait) -> bool {
+    let mut keys: Vec<Key> = error::vec_with_capacity(targets.len());
+    keys.extend(targets.iter().map(|t| t.key));
+    let mut before: Vec<bool> = error::vec_with_capacity(targets.len());
+    before.extend(keys.iter().map(|&k| lockmgr::held_by_me(k, Mode::Exclusive)));
+    let ok = acquire_plain(targets, Mode::Exclusive, scope, wait);
+    if ok {
+        fence::forget_regranted(&keys, &before);
+    }
+    ok
+}
+
+/// `acquire` without the fencing bookkeeping (the fenced functions do their own).
+#[inline]
+pub fn acquire_plain(targets: &[Target], mode: Mode, scope: Scope, wait: Wait) -> bool {
     if let [t] = targets {
         return acquire_one(t, mode, scope, wait);
     }

@@ -67,3 +67,21 @@ pub fn current_user_id() -> u32 {
     // needs no longjmp guard.
     unsafe { unguarded::GetUserId() }.to_u32()
 }
+
+/// Whether the server is still in recovery (a standby): `RecoveryInProgress`.
+pub fn in_recovery() -> bool {
+    // SAFETY: reads shared recovery state; raises nothing.
+    unsafe { pgrx::pg_sys::RecoveryInProgress() }
+}
+
+/// The timeline WAL is written on (call only outside recovery).
+pub fn insert_timeline() -> u32 {
+    // SAFETY: valid outside recovery, which the caller checked; raises nothing then.
+    unsafe { pgrx::pg_sys::GetWALInsertionTimeLine() }
+}
+
+/// The top transaction's id, 0 when it has none.
+pub fn top_xid() -> u32 {
+    // SAFETY: reads the backend's transaction state.
+    unsafe { pgrx::pg_sys::GetTopTransactionIdIfAny() }.into_inner()
+}

@@ -44,12 +44,21 @@ impl Mode {
     }
 }
 
+/// The current database's Oid (advisory locks are per database).
+pub fn my_database() -> u32 {
+    // SAFETY: MyDatabaseId is a plain backend-global Oid, set once at connection start
+    // and only read here, in the backend's single thread.
+    unsafe { pg_sys::MyDatabaseId }.to_u32()
+}
+
 impl Key {
     /// SET_LOCKTAG_INT64 / SET_LOCKTAG_INT32 from lockfuncs.c.
     pub fn locktag(self) -> pg_sys::LOCKTAG {
-        // SAFETY: MyDatabaseId is a plain backend-global Oid, set once at connection start
-        // and only read here, in the backend's single thread.
-        let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
+        self.locktag_in(my_database())
+    }
+
+    /// The tag of this key's lock in database `db`.
+    pub fn locktag_in(self, db: u32) -> pg_sys::LOCKTAG {
         let (f2, f3, f4) = match self {
             Key::Int64(k) => (((k as u64) >> 32) as u32, k as u64 as u32, 1u16),
             Key::Pair(k1, k2) => (k1 as u32, k2 as u32, 2u16),
@@ -273,5 +282,71 @@ pub fn for_each_advisory_lock(mut f: impl FnMut(u32, Key, &pg_sys::LockInstanceD
                 f(l.locktag.locktag_field1, key, l);
             }
         }
+    }
+}
+
+fn same_tag(a: &pg_sys::LOCKTAG, b: &pg_sys::LOCKTAG) -> bool {
+    a.locktag_field1 == b.locktag_field1
+        && a.locktag_field2 == b.locktag_field2
+        && a.locktag_field3 == b.locktag_field3
+        && a.locktag_field4 == b.locktag_field4
+        && a.locktag_type == b.locktag_type
+        && a.locktag_lockmethodid == b.locktag_lockmethodid
+}
+
+/// Whether `proc` holds the advisory lock `key` of database `db` in ExclusiveLock mode
+/// (granted, not awaited): its own lock list in the tag's partition, under that
+/// partition's lock in shared mode (for the fencing check; see `fence`).
+///
+/// # Safety
+/// `proc` must be one of the PGPROCs in shared memory (allProcs or PreparedXactProcs).
+unsafe fn proc_holds_exclusive(proc: *const pg_sys::PGPROC, db: u32, key: Key) -> bool {
+    let tag = key.locktag_in(db);
+    // SAFETY: as in `for_each_advisory_key_in_use`: the list of partition `part` is
+    // protected by that partition's lock, held shared while we walk it. LockTagHashCode
+    // only hashes the tag. LWLockAcquire/Release raise only for a corrupt lock or too
+    // many LWLocks held (we hold at most the fence lock besides).
+    unsafe {
+        let part = (pg_sys::LockTagHashCode(&tag) % pg_sys::NUM_LOCK_PARTITIONS) as usize;
+        let lock = &raw mut (*pg_sys::MainLWLockArray.add(pg_sys::LOCK_MANAGER_LWLOCK_OFFSET as usize + part)).lock;
+        let link_offset = std::mem::offset_of!(pg_sys::PROCLOCK, procLink);
+        let exclusive = 1 << pg_sys::ExclusiveLock;
+        pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_SHARED);
+        let head = (&raw const (*proc).myProcLocks[part]).cast::<Link>();
+        let mut node = (*head).next;
+        let mut found = false;
+        while !node.is_null() && node != head {
+            let proclock = node.cast::<u8>().sub(link_offset).cast::<pg_sys::PROCLOCK>();
+            if (*proclock).holdMask & exclusive != 0 && same_tag(&(*(*proclock).tag.myLock).tag, &tag) {
+                found = true;
+                break;
+            }
+            node = (*node).next;
+        }
+        pg_sys::LWLockRelease(lock);
+        found
+    }
+}
+
+/// `proc_holds_exclusive` for the backend in process slot `procno`.
+///
+/// # Safety
+/// `procno` must be below ProcGlobal->allProcCount.
+pub unsafe fn backend_holds_exclusive(procno: i32, db: u32, key: Key) -> bool {
+    // SAFETY: per the contract, within allProcs, which never moves.
+    unsafe { proc_holds_exclusive((*pg_sys::ProcGlobal).allProcs.add(procno as usize), db, key) }
+}
+
+/// Whether the prepared transaction `xid` holds the advisory lock exclusively.
+pub fn prepared_holds_exclusive(xid: u32, db: u32, key: Key) -> bool {
+    // SAFETY: PreparedXactProcs has max_prepared_xacts PGPROCs, fixed at start; a dummy
+    // proc's xid is set when it is given a prepared transaction (a racy read is checked
+    // again by the lock walk, under the partition lock).
+    unsafe {
+        let procs = match pg_sys::PreparedXactProcs {
+            p if p.is_null() || unguarded::max_prepared_xacts <= 0 => return false,
+            p => std::slice::from_raw_parts(p, unguarded::max_prepared_xacts as usize),
+        };
+        procs.iter().any(|p| p.xid.into_inner() == xid && proc_holds_exclusive(p, db, key))
     }
 }

@@ -69,6 +69,7 @@ unsafe extern "C-unwind" fn shmem_request() {
         }
         pg_sys::RequestAddinShmemSpace(layout::shmem_size(capacity()));
     }
+    crate::fence::shmem::request();
 }
 
 #[pg_guard]
@@ -87,6 +88,7 @@ unsafe extern "C-unwind" fn shmem_startup() {
         if !found {
             Registry::init(mem, capacity(), pg_sys::LWLockNewTrancheId());
         }
+        crate::fence::shmem::startup();
         pg_sys::LWLockRelease(init_lock);
         REGISTRY.store(mem, Relaxed);
     }

@@ -13,3 +13,8 @@ SELECT lock_name, key_kind, mode, granted
 SELECT named_lock_name(named_lock_key('nopreload-job'));
 SELECT named_lock_holders('nopreload-job') = ARRAY[pg_backend_pid()] AS held;
 SELECT unlock_named('nopreload-job'), unlock_pair('nopreload', 7);
+-- fencing tokens: PostgreSQL 17+ keep the counter in dynamic shared memory; 15/16 say
+-- that the library must be preloaded
+SELECT lock_named_fenced('nopreload-fenced') >> 47 AS timeline;
+SELECT named_lock_check('nopreload-fenced', 1);
+SELECT unlock_named('nopreload-fenced');

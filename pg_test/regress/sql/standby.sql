@@ -13,3 +13,12 @@ SELECT named_lock_name(named_lock_key('standby-job'));
 SELECT register_lock_name('standby-registered') = named_lock_key('standby-registered') AS registered;
 SELECT unlock_named('standby-job');
 SELECT count(*) FROM advisory_locks_v WHERE pid = pg_backend_pid();
+-- fencing tokens are the primary's: 25006 with a hint; the check just answers
+\set VERBOSITY default
+SELECT lock_named_fenced('standby-fenced');
+\echo :LAST_ERROR_SQLSTATE
+SELECT try_xact_lock_named_fenced('standby-fenced');
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY terse
+SELECT named_lock_check('standby-fenced', 1), named_lock_token('standby-fenced');
+SELECT count(*) AS locks_left FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
