@@ -84,6 +84,7 @@ pgbench_() { "$BINDIR/pgbench" -n -M prepared -h "$DIR/sock" -p 27020 -U postgre
                  -D k=12345 -D name=bench-1 -f "$2" postgres; }
 printf 'SELECT pg_advisory_lock(:k);\nSELECT pg_advisory_unlock(:k);\n' >"$DIR/builtin.pgb"
 printf 'SELECT lock_named(:name);\nSELECT unlock_named(:name);\n' >"$DIR/named.pgb"
+printf 'SELECT lock_named_fenced(:name);\nSELECT unlock_named(:name);\n' >"$DIR/fenced.pgb"
 chmod o+r "$DIR"/*.pgb
 
 measure psql_ -c 'SELECT 1' >/dev/null   # let the set-up session's file appear first
@@ -100,7 +101,8 @@ row() { # row LABEL DIVISOR SMALL-CMD... -- LARGE-CMD...
 }
 for c in "empty loop|length(name) > 0" \
          "built-in pair, precomputed key|pg_try_advisory_lock(k) AND pg_advisory_unlock(k)" \
-         "try_lock_named + unlock_named|try_lock_named(name) AND unlock_named(name)"; do
+         "try_lock_named + unlock_named|try_lock_named(name) AND unlock_named(name)" \
+         "try_lock_named_fenced + unlock_named|try_lock_named_fenced(name) IS NOT NULL AND unlock_named(name)"; do
     row "repeated names: ${c%%|*}" 20000 repeated loop1 "${c#*|}" -- repeated loop3 "${c#*|}"
 done
 for c in "empty loop|length(name) > 0" \
@@ -110,3 +112,4 @@ for c in "empty loop|length(name) > 0" \
 done
 row "pgbench transaction (server side): built-in" 2000 pgbench_ 1000 "$DIR/builtin.pgb" -- pgbench_ 3000 "$DIR/builtin.pgb"
 row "pgbench transaction (server side): lock_named" 2000 pgbench_ 1000 "$DIR/named.pgb" -- pgbench_ 3000 "$DIR/named.pgb"
+row "pgbench transaction (server side): lock_named_fenced" 2000 pgbench_ 1000 "$DIR/fenced.pgb" -- pgbench_ 3000 "$DIR/fenced.pgb"

@@ -60,7 +60,16 @@ def targets(d):
     add("In-server, never-seen names: lock_named+unlock_named vs built-in",
         paired_ns_ratio(nw, "lock_named", "builtin"), "<=", 3.0,
         f"{fmt_ns(ns(new, 'lock_named'))} vs {fmt_ns(ns(new, 'builtin'))} ns/pair")
+    add("In-server, repeated names: lock_named_fenced+unlock_named vs lock_named+unlock_named",
+        paired_ns_ratio(rp, "lock_named_fenced", "lock_named"), "<=", 1.2,
+        f"{fmt_ns(ns(rep, 'lock_named_fenced'))} vs {fmt_ns(ns(rep, 'lock_named'))} ns/pair")
     tps = d["pgbench"]["median_tps"]
+    for mode, c in (("uncontended", "1"), ("contended", "8")):
+        what = ("pgbench uncontended (a name per client)" if mode == "uncontended"
+                else "pgbench contended (one hot name)")
+        add(f"{what}, {c} client{'s' if c != '1' else ''}: lock_named_fenced tps vs lock_named",
+            paired_ratio(d, mode, c, "lock_named_fenced", "lock_named"), ">=", 0.97,
+            f"{fmt_tps(tps[mode][c]['lock_named_fenced'])} vs {fmt_tps(tps[mode][c]['lock_named'])} tps")
     for mode, c, limit in (("uncontended", "1", 0.97), ("uncontended", "2", 0.97), ("contended", "8", 0.95)):
         a, b = tps[mode][c]["lock_named"], tps[mode][c]["builtin"]
         what = ("pgbench uncontended (a name per client)" if mode == "uncontended"
@@ -328,7 +337,7 @@ def markdown(d, chart, tlist=None):
 # ---------------------------------------------------------------------------------------
 STYLE = {
     "builtin": ("#000000", ""), "md5_idiom": ("#d95f02", ""), "plpgsql": ("#7570b3", ""),
-    "hashtext": ("#999999", ""), "lock_named": ("#1f78b4", ""),
+    "hashtext": ("#999999", ""), "lock_named": ("#1f78b4", ""), "lock_named_fenced": ("#33a02c", ""),
     "builtin_try": ("#000000", "7,4"), "try_lock_named": ("#1f78b4", "7,4"),
     "builtin_xact": ("#000000", "2,3"), "xact_lock_named": ("#1f78b4", "2,3"),
 }
@@ -400,7 +409,8 @@ def svg_chart(d):
             for x, y in pts:
                 out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{color}"/>')
     # Legend: a column per family (built-ins, this extension, the SQL idioms).
-    columns = [["builtin", "builtin_try", "builtin_xact"], ["lock_named", "try_lock_named", "xact_lock_named"],
+    columns = [["builtin", "builtin_try", "builtin_xact"],
+               ["lock_named", "try_lock_named", "xact_lock_named", "lock_named_fenced"],
                ["md5_idiom", "plpgsql", "hashtext"]]
     place = {cid: (ci, ri) for ci, col in enumerate(columns) for ri, cid in enumerate(col)}
     for i, k in enumerate(cs):

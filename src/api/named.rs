@@ -54,7 +54,7 @@ macro_rules! named_fn {
 ///
 /// # Safety
 /// `fcinfo` must be the call frame of a function declared with one `text` argument.
-unsafe fn text_arg<'a>(fcinfo: pg_sys::FunctionCallInfo) -> Option<&'a str> {
+pub(super) unsafe fn text_arg<'a>(fcinfo: pg_sys::FunctionCallInfo) -> Option<&'a str> {
     // SAFETY: per the contract, args holds nargs = 1 initialised entries.
     let arg = unsafe { (*fcinfo).args.as_slice(1)[0] };
     // SAFETY: a text datum (or NULL), as Text expects.

@@ -33,6 +33,7 @@ use pgrx::pg_sys;
 
 use crate::pg::backend::BackendLocal;
 use crate::pg::lockmgr::{self, Key};
+use crate::pg::unguarded;
 
 pub mod file;
 pub mod shmem;
@@ -122,8 +123,9 @@ struct Held(*mut pg_sys::LWLock);
 impl Held {
     fn new(lock: *mut pg_sys::LWLock, exclusive: bool) -> Held {
         let mode = if exclusive { pg_sys::LWLockMode::LW_EXCLUSIVE } else { pg_sys::LWLockMode::LW_SHARED };
-        // SAFETY: the lock lives in attached shared memory, initialised by `init`.
-        unsafe { pg_sys::LWLockAcquire(lock, mode) };
+        // SAFETY: the lock lives in attached shared memory, initialised by `init`; see
+        // `pg::unguarded` for why no guard is needed.
+        unsafe { unguarded::LWLockAcquire(lock, mode) };
         Held(lock)
     }
 }
@@ -131,7 +133,7 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         // SAFETY: acquired by `new` in this backend.
-        unsafe { pg_sys::LWLockRelease(self.0) };
+        unsafe { unguarded::LWLockRelease(self.0) };
     }
 }
 

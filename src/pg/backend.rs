@@ -70,14 +70,14 @@ pub fn current_user_id() -> u32 {
 
 /// Whether the server is still in recovery (a standby): `RecoveryInProgress`.
 pub fn in_recovery() -> bool {
-    // SAFETY: reads shared recovery state; raises nothing.
-    unsafe { pgrx::pg_sys::RecoveryInProgress() }
+    // SAFETY: reads shared recovery state; raises nothing (see `pg::unguarded`).
+    unsafe { unguarded::RecoveryInProgress() }
 }
 
 /// The timeline WAL is written on (call only outside recovery).
 pub fn insert_timeline() -> u32 {
     // SAFETY: valid outside recovery, which the caller checked; raises nothing then.
-    unsafe { pgrx::pg_sys::GetWALInsertionTimeLine() }
+    unsafe { unguarded::GetWALInsertionTimeLine() }
 }
 
 /// The top transaction's id, 0 when it has none.

@@ -181,15 +181,15 @@ pub fn release_held(key: Key, mode: Mode, scope: Scope) {
 /// the backend-local lock table.
 pub fn held_by_me(key: Key, mode: Mode) -> bool {
     let tag = key.locktag();
-    // SAFETY: LockHeldByMe only reads the backend-local lock hash.
+    // SAFETY: LockHeldByMe only reads the backend-local lock hash; see `pg::unguarded`.
     unsafe {
         #[cfg(any(feature = "pg15", feature = "pg16"))]
         {
-            pg_sys::LockHeldByMe(&tag, mode.lockmode())
+            unguarded::LockHeldByMe(&tag, mode.lockmode())
         }
         #[cfg(not(any(feature = "pg15", feature = "pg16")))]
         {
-            pg_sys::LockHeldByMe(&tag, mode.lockmode(), false)
+            unguarded::LockHeldByMe(&tag, mode.lockmode(), false)
         }
     }
 }

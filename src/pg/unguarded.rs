@@ -15,6 +15,9 @@
 //! | `LockAcquireExtended` (dontWait, reportMemoryError = false) | `pg::lockmgr::try_acquire_fast`, only on the one-key path of `lock::wait::acquire_one` | does not wait, run the deadlock detector or raise for a full lock table (that is NOT_AVAIL, re-checked through the guarded call). What remains is a backend-local out-of-memory growing the local lock hash or a LOCALLOCK's owner array: the frames it would skip (`api::named` → `lock::acquire_one` → `lock::wait::try_one`) own nothing, and no subtransaction of ours is open. Every multi-key path and every request inside our subtransaction uses the guarded `pg_sys::LockAcquireExtended`. |
 //! | `LockRelease` | `pg::lockmgr::release_held` (a hold this call took, being undone) and `pg::lockmgr::release_fast` (`unlock_named`, one name) | raises only for an invalid lock method or mode (ours are constants) or a corrupt lock table. A lock not held gets a WARNING, whose errfinish runs `CHECK_FOR_INTERRUPTS` and can raise a pending cancel: `release_held` releases only holds it knows it has (no WARNING), and `unlock_named`'s frames own nothing. `unlock_many` and the pair unlocks use the guarded `pg_sys::LockRelease`. |
 //! | `LWLockAcquire`, `LWLockRelease`, `LWLockHeldByMe` | `registry::Guard` | LWLockAcquire fails only past 200 LWLocks held at once (we hold at most the registry lock and one lock-manager partition lock) and waits with interrupts held off; LWLockRelease fails only for a lock not held, and `Guard` releases only what it acquired. |
+//! | `LWLockAcquire`, `LWLockRelease` | `fence::Held` | as for `registry::Guard`: at most the fence lock and one partition lock are held at once, and `Held` releases only what it acquired. |
+//! | `LockHeldByMe` | `pg::lockmgr::held_by_me` | a `hash_search(HASH_FIND)` of the backend-local lock hash: finding allocates nothing and raises nothing. |
+//! | `RecoveryInProgress`, `GetWALInsertionTimeLine` | `pg::backend::in_recovery`, `pg::backend::insert_timeline` | read shared recovery state (a spinlock-protected flag) and `XLogCtl->InsertTimeLineID`; no error path (the latter only asserts that recovery ended, which the caller checked). |
 //! | `GetUserId` | `pg::backend::current_user_id` | returns a backend-global. |
 //! | `GetCurrentTimestamp` | `pg::backend::precise_now` | gettimeofday() converted; no error path. |
 //! | `get_timeout_start_time` | `lock::wait::wait_started` | reads one field of timeout.c's static array. |
@@ -29,8 +32,8 @@
 //! the build instead of corrupting the stack.
 
 use pgrx::pg_sys::{
-    Datum, LWLock, LWLockMode, LockAcquireResult, Oid, TimestampTz, TupleDesc, Tuplestorestate, LOCALLOCK, LOCKMETHODID, LOCKMODE,
-    LOCKTAG,
+    Datum, LWLock, LWLockMode, LockAcquireResult, Oid, TimeLineID, TimestampTz, TupleDesc, Tuplestorestate, LOCALLOCK,
+    LOCKMETHODID, LOCKMODE, LOCKTAG,
 };
 use std::ffi::{c_char, c_int};
 
@@ -72,6 +75,12 @@ unguarded! {
     fn LWLockAcquire(lock: *mut LWLock, mode: LWLockMode::Type) -> bool;
     fn LWLockRelease(lock: *mut LWLock);
     fn LWLockHeldByMe(lock: *mut LWLock) -> bool;
+    #[cfg(any(feature = "pg15", feature = "pg16"))]
+    fn LockHeldByMe(locktag: *const LOCKTAG, lockmode: LOCKMODE) -> bool;
+    #[cfg(not(any(feature = "pg15", feature = "pg16")))]
+    fn LockHeldByMe(locktag: *const LOCKTAG, lockmode: LOCKMODE, orstronger: bool) -> bool;
+    fn RecoveryInProgress() -> bool;
+    fn GetWALInsertionTimeLine() -> TimeLineID;
     fn GetUserId() -> Oid;
     fn GetCurrentTimestamp() -> TimestampTz;
     fn cstring_to_text_with_len(s: *const c_char, len: c_int) -> *mut pgrx::pg_sys::text;
