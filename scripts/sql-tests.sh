@@ -118,6 +118,47 @@ crash_test() {
 log "PostgreSQL $V: crash restart"
 crash_test
 
+# fencing tokens across a crash restart (SIGKILL of a backend), an immediate and a fast
+# restart: each token is larger than every one before (the counter's high-water mark is
+# read back from pg_named_locks.fence each time)
+fence_restart_test() {
+    local psql=("$BINDIR/psql" -X -q -At -h "$SRV/sock" -p "$PORT" -U postgres -d regress_named_locks)
+    local fail=0 prev t step pid
+    up() { for _ in $(seq 1 300); do "${psql[@]}" -c "SELECT 1" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+    token() { "${psql[@]}" -c "SELECT lock_named_fenced('restart-fence')" 2>&1; }
+    prev=$(token)
+    for step in crash immediate fast; do
+        case $step in
+            crash)
+                "${psql[@]}" -c "SELECT lock_named_fenced('restart-held'), pg_sleep(60)" >/dev/null 2>&1 &
+                pid=""
+                for _ in $(seq 1 100); do
+                    pid=$("${psql[@]}" -c "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+                                             AND pid <> pg_backend_pid() LIMIT 1")
+                    [ -n "$pid" ] && break
+                    sleep 0.05
+                done
+                [ -n "$pid" ] || { echo "fencing restart test: the holder never showed up"; fail=1; }
+                [ -n "$pid" ] && kill -KILL "$pid"
+                wait || true ;;
+            *) as_runas "$BINDIR/pg_ctl" -D "$SRV/data" -l "$SRV/server.log" -w -t 60 restart -m "$step" >/dev/null ;;
+        esac
+        up || { echo "fencing restart test: server not back after $step"; fail=1; break; }
+        t=$(token)
+        if ! [[ "$t" =~ ^[0-9]+$ && "$prev" =~ ^[0-9]+$ ]] || [ "$t" -le "$prev" ]; then
+            echo "fencing restart test: after $step the token $t is not larger than $prev"; fail=1
+        fi
+        prev=$t
+    done
+    if [ $fail = 0 ]; then
+        check_ok "fencing tokens grow across a crash restart, an immediate and a fast restart"
+    else
+        check_fail "fencing tokens across restarts"; status=1
+    fi
+}
+log "PostgreSQL $V: fencing tokens across restarts"
+fence_restart_test
+
 # small registry
 server_start "$V" "$SRV" "$PORT" "$PRELOAD" "pg_named_locks.max_names = 16"
 run_regress small "$SRV" "$PORT" --dbname=regress_named_locks --load-extension=pg_named_locks -- \
