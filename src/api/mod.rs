@@ -227,6 +227,6 @@ mod tests {
              WHERE p.proname ~ '^(try_)?(xact_)?(un)?lock_(named|pair|many)'",
         )
         .unwrap();
-        assert_eq!(n, Some(49)); // 30 plain, 12 timeout overloads, 7 _many
+        assert_eq!(n, Some(55)); // 30 plain, 12 timeout overloads, 7 _many, 6 fenced
     }
 }
