@@ -46,7 +46,7 @@ for V in $PG_VERSIONS; do
     "$ROOT/scripts/sql-tests.sh" "$V" 2>&1 | tee "$RUN/sql-tests-pg$V.log" || rc=$?
     summary "pg$V pg_regress+isolation" "$RUN/sql-tests-pg$V.log" "$rc"
 
-    for suite in fault-tests property-tests robustness-tests soak-tests; do
+    for suite in fault-tests property-tests robustness-tests soak-tests failover-tests; do
         [ -x "$ROOT/scripts/$suite.sh" ] || continue
         rc=0
         "$ROOT/scripts/$suite.sh" "$V" 2>&1 | tee "$RUN/$suite-pg$V.log" || rc=$?
