@@ -33,7 +33,7 @@ use pgrx::pg_sys;
 
 use crate::pg::backend::BackendLocal;
 use crate::pg::lockmgr::{self, Key};
-use crate::pg::unguarded;
+use crate::registry::Guard;
 
 pub mod file;
 pub mod shmem;
@@ -115,26 +115,6 @@ pub fn shmem_size((nprocs, nrecords): (usize, usize)) -> usize {
 #[derive(Clone, Copy)]
 pub struct Fence {
     hdr: *mut Header,
-}
-
-/// Holds one of the fence's LWLocks; released on drop, also when an ERROR unwinds.
-struct Held(*mut pg_sys::LWLock);
-
-impl Held {
-    fn new(lock: *mut pg_sys::LWLock, exclusive: bool) -> Held {
-        let mode = if exclusive { pg_sys::LWLockMode::LW_EXCLUSIVE } else { pg_sys::LWLockMode::LW_SHARED };
-        // SAFETY: the lock lives in attached shared memory, initialised by `init`; see
-        // `pg::unguarded` for why no guard is needed.
-        unsafe { unguarded::LWLockAcquire(lock, mode) };
-        Held(lock)
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        // SAFETY: acquired by `new` in this backend.
-        unsafe { unguarded::LWLockRelease(self.0) };
-    }
 }
 
 /// This backend's session id (0 until its first token) and whether it ever took one.
@@ -254,7 +234,7 @@ impl Fence {
     fn reserve(&self, c: u64) -> Result<(), MintError> {
         let h = self.header();
         // SAFETY: the lock is in mapped shared memory.
-        let _io = Held::new(unsafe { &raw mut (*self.hdr).io_lock }, true);
+        let _io = Guard::new(unsafe { &raw mut (*self.hdr).io_lock }, true);
         if c <= h.reserved.load(Acquire) {
             return Ok(());
         }
@@ -292,7 +272,7 @@ impl Fence {
         FENCED.set(true);
         let rec = Record { used: 1, db, key, token, session, procno, xid: 0 };
         // SAFETY: the lock is in mapped shared memory.
-        let _g = Held::new(unsafe { &raw mut (*self.hdr).lock }, true);
+        let _g = Guard::new(unsafe { &raw mut (*self.hdr).lock }, true);
         let mut free = None;
         let mut dead = None;
         for r in self.probe(db, key) {
@@ -323,7 +303,7 @@ impl Fence {
     /// The record of (db, key), copied under the shared lock.
     pub fn lookup(&self, db: u32, key: i64) -> Option<Record> {
         // SAFETY: the lock is in mapped shared memory.
-        let _g = Held::new(unsafe { &raw mut (*self.hdr).lock }, false);
+        let _g = Guard::new(unsafe { &raw mut (*self.hdr).lock }, false);
         for r in self.probe(db, key) {
             // SAFETY: shared lock held: no writer.
             let cur = unsafe { *r };
@@ -360,7 +340,7 @@ impl Fence {
     pub fn forget_mine(&self, db: u32, key: i64) {
         let s = SESSION.get();
         // SAFETY: the lock is in mapped shared memory.
-        let _g = Held::new(unsafe { &raw mut (*self.hdr).lock }, true);
+        let _g = Guard::new(unsafe { &raw mut (*self.hdr).lock }, true);
         for r in self.probe(db, key) {
             // SAFETY: exclusive lock held.
             unsafe {
@@ -381,7 +361,7 @@ impl Fence {
     pub fn note_preparing(&self, xid: u32) {
         let s = SESSION.get();
         // SAFETY: the lock is in mapped shared memory.
-        let _g = Held::new(unsafe { &raw mut (*self.hdr).lock }, true);
+        let _g = Guard::new(unsafe { &raw mut (*self.hdr).lock }, true);
         for i in 0..self.header().nrecords as usize {
             // SAFETY: exclusive lock held; i < nrecords.
             unsafe {

@@ -108,11 +108,12 @@ pub struct Registry {
 // visit): see `pg::unguarded` for why they cannot raise here.
 use crate::pg::unguarded;
 
-/// Holds the registry LWLock; releases it on drop, also when an ERROR unwinds.
-struct Guard(*mut pg_sys::LWLock);
+/// Holds an LWLock (the registry's, the fence's); releases it on drop, also when an
+/// ERROR unwinds.
+pub(crate) struct Guard(*mut pg_sys::LWLock);
 
 impl Guard {
-    fn new(lock: *mut pg_sys::LWLock, exclusive: bool) -> Guard {
+    pub(crate) fn new(lock: *mut pg_sys::LWLock, exclusive: bool) -> Guard {
         let mode = if exclusive { pg_sys::LWLockMode::LW_EXCLUSIVE } else { pg_sys::LWLockMode::LW_SHARED };
         // SAFETY: `lock` points into attached shared memory initialised by
         // LWLockInitialize; see `unguarded` for why no guard is needed.
