@@ -7,10 +7,12 @@
 //!   - [`api::many`]         the `_many` functions: many locks at once, all or nothing
 //!   - [`api::keys`]         `named_lock_key` and `named_lock_key32`
 //!   - [`api::fenced`]       the fenced functions and the token check
+//!   - [`api::lease`]        leased locks, and "do I hold it?"
 //! - [`lock`]                one named-lock operation: resolve, remember the name, lock
 //!   - [`lock::wait`]        all-or-nothing acquisition, deadlines, no lock left behind
 //!   - [`lock::cap`]         the per-session cap on held locks
 //!   - [`lock::fence`]       fenced grants: the token, this session's token, the check
+//!   - [`lock::lease`]       leased locks: this session's leases, renewal, their end
 //! - [`fence`]               fencing tokens' shared state: the counter, its file, the grant records
 //!   - [`fence::file`]       the counter's high-water mark on disk, written durably
 //!   - [`fence::shmem`]      where the fence lives (preload or DSM registry)
@@ -32,6 +34,7 @@
 //!   - [`pg::text`]          `text` arguments read in place on the hot path
 //!   - [`pg::encoding`]      text across database encodings
 //!   - [`pg::backend`]       backend-local state, the clocks, the current user
+//!   - [`pg::timer`]         the lease timer (signal context) and the message that ends a session
 //! - [`flatmap`]             hashbrown tables behind the memo and the cap, keyed by the caller's hash
 //! - [`error`](mod@error)    errors and warnings raised from several modules
 //! - [`guc`]                 settings
@@ -52,7 +55,7 @@ pub mod registry;
 
 // The two-argument `pg_module_magic!(name, version)` form is broken on PostgreSQL 18 in
 // pgrx 0.18.1; the explicit form fills PG 18's module name/version fields correctly.
-::pgrx::pg_module_magic!(name = c"pg_named_locks", version = c"0.2.0");
+::pgrx::pg_module_magic!(name = c"pg_named_locks", version = c"0.3.0");
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

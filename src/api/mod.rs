@@ -49,6 +49,7 @@ macro_rules! family {
 
 pub mod fenced;
 pub mod keys;
+pub mod lease;
 pub mod many;
 pub mod named;
 pub mod pair;
@@ -227,6 +228,6 @@ mod tests {
              WHERE p.proname ~ '^(try_)?(xact_)?(un)?lock_(named|pair|many)'",
         )
         .unwrap();
-        assert_eq!(n, Some(55)); // 30 plain, 12 timeout overloads, 7 _many, 6 fenced
+        assert_eq!(n, Some(57)); // 30 plain, 12 timeout overloads, 7 _many, 6 fenced, 2 leased
     }
 }

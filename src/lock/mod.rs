@@ -22,6 +22,7 @@ use wait::{Event, Wait};
 
 pub mod cap;
 pub mod fence;
+pub mod lease;
 pub mod wait;
 
 /// A registry slot, with the registry generation it was found under (its stamp; see the
@@ -146,6 +147,14 @@ impl<'a> Target<'a> {
     #[inline(never)]
     fn remember_again(&self, reg: Registry, now: i64) -> Option<Slot> {
         self.remember_anew(reg, now, None).map(|(slot, _)| slot)
+    }
+
+    /// The name of a one-name target (None for pairs).
+    pub fn label_name(&self) -> Option<&str> {
+        match (&self.label, self.reg.kind) {
+            (Label::Name(n), Kind::Bigint) => Some(n),
+            _ => None,
+        }
     }
 
     /// A bigint name this backend has no registry slot for: most likely new to the
@@ -357,6 +366,9 @@ pub fn release_named(name: Option<&str>, mode: Mode) -> bool {
     let released = lockmgr::release_fast(key, mode);
     if released {
         cap::note_released(key, mode, Scope::Session);
+        if mode == Mode::Exclusive {
+            lease::note_released(key);
+        }
     }
     released
 }
@@ -369,6 +381,9 @@ pub fn release(targets: &[Target], mode: Mode) -> i32 {
     for t in targets {
         if lockmgr::release(t.key, mode) {
             cap::note_released(t.key, mode, Scope::Session);
+            if mode == Mode::Exclusive {
+                lease::note_released(t.key);
+            }
             n += 1;
         }
     }

@@ -111,11 +111,17 @@ fn named_lock_registry() -> TableIterator<
 /// about what `pg_locks` does instead of joining it to the whole registry. A
 /// materialize-mode set-returning function (`InitMaterializedSRF`): every row goes
 /// straight into the result tuplestore, without a function call per row.
+///
+/// `queue_position` is looked up only for waiting rows (`GetBlockerStatusData` per
+/// waiter, which takes every partition lock, as `pg_blocking_pids` does): a lock table
+/// where nobody waits costs nothing more. It comes from a second look at the queue, so
+/// a waiter granted in between shows NULL.
 #[pg_extern(sql = r#"
 CREATE FUNCTION advisory_lock_status()
 RETURNS TABLE (dbid oid, pid integer, lock_name text, key_kind text, lock_key bigint,
                key1 integer, key2 integer, mode text, granted boolean,
-               waiting_since timestamptz, held_since timestamptz)
+               waiting_since timestamptz, held_since timestamptz,
+               queue_position integer, lease_expires_at timestamptz)
 STRICT VOLATILE PARALLEL RESTRICTED ROWS 10000
 LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
 "#)]
@@ -146,6 +152,11 @@ fn advisory_lock_status(fcinfo: pg_sys::FunctionCallInfo) {
         None => Vec::new(),
     };
     found.resize_with(rows.len(), || None);
+    let positions: Vec<Option<i32>> = if rows.iter().any(|r| !r.granted) {
+        rows.iter().map(|r| if r.granted || r.pid == 0 { None } else { lockmgr::queue_position(r.pid, r.db, r.key) }).collect()
+    } else {
+        Vec::new()
+    };
     let mut vis = Visibility::new();
     // in the database encoding (pg::encoding): the bytes go into the text datums as they are
     let names: Vec<Option<Vec<u8>>> = rows
@@ -155,7 +166,9 @@ fn advisory_lock_status(fcinfo: pg_sys::FunctionCallInfo) {
         .collect();
     // SAFETY: the materialize-mode SRF protocol: InitMaterializedSRF checks that the
     // caller accepts a materialized set and sets up the tuplestore and its descriptor
-    // (11 columns, as declared above).
+    // (13 columns, as declared above; 11 in a database still on 0.1.0 or 0.2.0, where
+    // the same symbol is declared with the first 11: tuplestore_putvalues reads only
+    // as many values as the descriptor has columns).
     let (store, desc) = unsafe {
         #[cfg(feature = "pg15")]
         pg_sys::SetSingleFuncCall(fcinfo, 0);
@@ -173,8 +186,8 @@ fn advisory_lock_status(fcinfo: pg_sys::FunctionCallInfo) {
             let text = |s: &[u8]| pg_sys::Datum::from(raw::cstring_to_text_with_len(s.as_ptr().cast(), s.len() as i32));
             for (i, r) in rows.iter().enumerate() {
                 let f = found[i].as_ref();
-                let mut values = [pg_sys::Datum::from(0usize); 11];
-                let mut nulls = [false; 11];
+                let mut values = [pg_sys::Datum::from(0usize); 13];
+                let mut nulls = [false; 13];
                 values[0] = pg_sys::Datum::from(r.db);
                 match r.pid {
                     0 => nulls[1] = true,
@@ -208,9 +221,20 @@ fn advisory_lock_status(fcinfo: pg_sys::FunctionCallInfo) {
                     (false, t) if t != 0 => values[9] = pg_sys::Datum::from(t),
                     _ => nulls[9] = true,
                 }
-                match f.filter(|f| r.granted && !f.namespace_only && f.held_by == r.pid && f.held_since != 0) {
+                let holder = f.filter(|f| r.granted && !f.namespace_only && f.held_by == r.pid);
+                match holder.filter(|f| f.held_since != 0) {
                     Some(f) => values[10] = pg_sys::Datum::from(f.held_since),
                     None => nulls[10] = true,
+                }
+                match positions.get(i).copied().flatten() {
+                    Some(p) => values[11] = pg_sys::Datum::from(p),
+                    None => nulls[11] = true,
+                }
+                match f.filter(|f| {
+                    r.granted && f.lease_pid == r.pid && f.lease_expires != 0 && r.mode == pg_sys::ExclusiveLock as i32
+                }) {
+                    Some(f) => values[12] = pg_sys::Datum::from(f.lease_expires),
+                    None => nulls[12] = true,
                 }
                 raw::tuplestore_putvalues(store, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
             }
@@ -269,7 +293,11 @@ SELECT d.datname AS database, l.pid, l.lock_name, l.key_kind, l.lock_key, l.key1
        l.mode, l.granted, l.waiting_since, l.held_since,
        CASE WHEN NOT l.granted AND l.pid IS NOT NULL
             THEN pg_catalog.pg_blocking_pids(l.pid) END AS blocked_by,
-       a.usename, a.application_name, a.client_addr, a.state AS backend_state, a.state_change
+       a.usename, a.application_name, a.client_addr, a.state AS backend_state, a.state_change,
+       CASE WHEN l.granted AND a.state OPERATOR(pg_catalog.=) ANY
+                 (ARRAY['idle', 'idle in transaction', 'idle in transaction (aborted)'])
+            THEN pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) a.state_change END AS idle_for,
+       l.queue_position, l.lease_expires_at
   FROM @extschema@.advisory_lock_status() l
   LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) l.dbid
   LEFT JOIN (SELECT DISTINCT ON (s.pid) s.pid, s.usename, s.application_name, s.client_addr,
@@ -280,6 +308,37 @@ GRANT SELECT ON @extschema@.advisory_locks_v TO PUBLIC;
 "#,
     name = "advisory_locks_v",
     requires = [named_lock_registry, advisory_lock_status],
+);
+
+extension_sql!(
+    r#"
+-- The "orphan suspects": granted locks whose session has been idle (or idle in a
+-- transaction) for at least min_idle, with how many sessions wait for each. Built on
+-- advisory_locks_v, so the view's privacy rule is this function's: names the caller may
+-- not see show as <insufficient privilege>, and sessions whose activity the caller may
+-- not see (pg_stat_activity's rule) have no state, so they are not listed. STRICT: a
+-- NULL min_idle lists nothing.
+CREATE FUNCTION @extschema@.named_lock_idle_holders(min_idle interval DEFAULT '5 minutes')
+RETURNS TABLE (pid integer, lock_name text, mode text, idle_for interval, backend_state text,
+               waiters integer, application_name text, client_addr inet, database name,
+               usename name, key_kind text, lock_key bigint, key1 integer, key2 integer,
+               held_since timestamptz, lease_expires_at timestamptz)
+STRICT VOLATILE PARALLEL RESTRICTED
+LANGUAGE sql
+AS $$
+SELECT h.pid, h.lock_name, h.mode, h.idle_for, h.backend_state, h.waiters::integer,
+       h.application_name, h.client_addr, h.database, h.usename, h.key_kind, h.lock_key,
+       h.key1, h.key2, h.held_since, h.lease_expires_at
+  FROM (SELECT v.*,
+               pg_catalog.count(*) FILTER (WHERE NOT v.granted)
+                 OVER (PARTITION BY v.database, v.key_kind, v.lock_key, v.key1, v.key2) AS waiters
+          FROM @extschema@.advisory_locks_v v) h
+ WHERE h.granted AND h.idle_for OPERATOR(pg_catalog.>=) min_idle
+ ORDER BY h.idle_for DESC, h.pid
+$$;
+"#,
+    name = "named_lock_idle_holders",
+    requires = ["advisory_locks_v"],
 );
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -36,7 +36,7 @@ fn named_lock_stats_fn() -> TableIterator<
         .snapshot()
         .into_iter()
         .map(|e| {
-            let [_, imm, waits, total, max, tryf, tmo] = e.stats;
+            let [imm, waits, total, max, tryf, tmo] = e.stats;
             let acq = imm + waits;
             let kind = e.kind.as_str();
             (

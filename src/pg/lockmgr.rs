@@ -350,3 +350,62 @@ pub fn prepared_holds_exclusive(xid: u32, db: u32, key: Key) -> bool {
         procs.iter().any(|p| p.xid.into_inner() == xid && proc_holds_exclusive(p, db, key))
     }
 }
+
+/// How many holds this backend has on the lock in `mode`, transaction and session
+/// holds together (the LOCALLOCK's `nLocks`): 0 when not held. The lock manager keeps
+/// the count in its backend-local table, which it does not export; the one way to reach
+/// a LOCALLOCK is `LockAcquireExtended`'s `locallockp`. So a lock this backend holds is
+/// taken once more without waiting (for a held lock that only counts up in the local
+/// table, no shared memory), the count read, and the extra hold given back.
+pub fn hold_count(key: Key, mode: Mode) -> i64 {
+    if !held_by_me(key, mode) {
+        return 0;
+    }
+    let tag = key.locktag();
+    let mut local: *mut pg_sys::LOCALLOCK = std::ptr::null_mut();
+    // SAFETY: `tag` is valid for the call; the lock is held, so this is the lock
+    // manager's "already held" path (GrantLockLocal; it may grow the owner array, and a
+    // failed repalloc raises through pgrx's guard before anything is counted).
+    let res = unsafe {
+        #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17"))]
+        {
+            pg_sys::LockAcquireExtended(&tag, mode.lockmode(), true, true, true, &mut local)
+        }
+        #[cfg(not(any(feature = "pg15", feature = "pg16", feature = "pg17")))]
+        {
+            pg_sys::LockAcquireExtended(&tag, mode.lockmode(), true, true, true, &mut local, false)
+        }
+    };
+    if acquired(res) != Acquired::AlreadyHeld || local.is_null() {
+        // held_by_me said held: only a Granted (impossible) would get here; give it back
+        if acquired(res) == Acquired::Granted {
+            release_held(key, mode, Scope::Session);
+        }
+        return 0;
+    }
+    // SAFETY: the LOCALLOCK of a lock we hold stays valid until it is released.
+    let n = unsafe { (*local).nLocks } - 1;
+    release_held(key, mode, Scope::Session);
+    n
+}
+
+/// The place of `pid` in the wait queue of the advisory lock `key` of database `db`
+/// (1 = next), in the lock manager's own order: `GetBlockerStatusData`, what
+/// pg_blocking_pids reads, lists the processes ahead of a waiter in its lock's queue.
+/// None when `pid` is not waiting for that lock (any more).
+pub fn queue_position(pid: i32, db: u32, key: Key) -> Option<i32> {
+    let tag = key.locktag_in(db);
+    // SAFETY: GetBlockerStatusData returns a palloc'd snapshot (it takes every
+    // lock-manager partition lock and ProcArrayLock for the copy, raising only out of
+    // memory, through pgrx's guard); we read its arrays within their counts.
+    unsafe {
+        let data = pg_sys::GetBlockerStatusData(pid);
+        let procs = std::slice::from_raw_parts((*data).procs, (*data).nprocs as usize);
+        let p = procs.iter().find(|p| p.pid == pid)?;
+        if p.num_locks <= 0 {
+            return None;
+        }
+        let first = &*(*data).locks.add(p.first_lock as usize);
+        same_tag(&first.locktag, &tag).then_some(p.num_waiters + 1)
+    }
+}

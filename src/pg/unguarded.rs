@@ -21,6 +21,8 @@
 //! | `GetUserId` | `pg::backend::current_user_id` | returns a backend-global. |
 //! | `GetCurrentTimestamp` | `pg::backend::precise_now` | gettimeofday() converted; no error path. |
 //! | `get_timeout_start_time` | `lock::wait::wait_started` | reads one field of timeout.c's static array. |
+//! | `GetCurrentTimestamp` | `pg::timer::on_timer`, in signal context | as above; timeout.c's own SIGALRM handler calls it too. |
+//! | `pstrdup` | `pg::timer::on_emit_log`, inside `EmitErrorReport` | allocates in ErrorContext, which keeps reserved space for error reports; a failure there is PostgreSQL's error recursion, handled by elog.c (the hook's frames own only strings, and the session is ending). |
 //!
 //! Functions declared here to be called inside one `pg_guard_ffi_boundary` around a
 //! whole loop (one guard instead of one per call; the loop's frames own nothing):
@@ -86,6 +88,7 @@ unguarded! {
     fn cstring_to_text_with_len(s: *const c_char, len: c_int) -> *mut pgrx::pg_sys::text;
     fn cstring_to_text(s: *const c_char) -> *mut pgrx::pg_sys::text;
     fn GetLockmodeName(lockmethodid: LOCKMETHODID, mode: LOCKMODE) -> *const c_char;
+    fn pstrdup(in_: *const c_char) -> *mut c_char;
     #[cfg(any(feature = "pg15", feature = "pg16"))]
     fn tuplestore_putvalues(state: *mut Tuplestorestate, tdesc: TupleDesc, values: *mut Datum, isnull: *mut bool);
     // const since PostgreSQL 17
@@ -97,6 +100,14 @@ extern "C-unwind" {
     /// timeout.c (pgrx has no binding to check against): `TimestampTz
     /// get_timeout_start_time(TimeoutId id)`, TimeoutId a C enum (an int).
     pub fn get_timeout_start_time(id: c_int) -> TimestampTz;
+    /// timeout.c: `TimeoutId RegisterTimeout(TimeoutId id, timeout_handler_proc
+    /// handler)`; raises only FATAL (no free user slot), which exits without a longjmp.
+    pub fn RegisterTimeout(id: c_int, handler: Option<unsafe extern "C-unwind" fn()>) -> c_int;
+    /// timeout.c: `void enable_timeout_every(TimeoutId id, TimestampTz fin_time, int
+    /// delay_ms)`; raises only FATAL (setitimer failed).
+    pub fn enable_timeout_every(id: c_int, fin_time: TimestampTz, delay_ms: c_int);
+    /// timeout.c: `void disable_timeout(TimeoutId id, bool keep_indicator)`; as above.
+    pub fn disable_timeout(id: c_int, keep_indicator: bool);
 }
 
 extern "C" {

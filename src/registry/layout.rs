@@ -23,8 +23,6 @@ pub struct Stats {
     pub wait_max_us: AtomicU64,
     pub try_failures: AtomicU64,
     pub timeouts: AtomicU64,
-    /// reserved: acquisitions are immediate + waits, summed when read
-    pub acquisitions: AtomicU64,
 }
 
 /// What lookups and eviction read of a slot (see "Where it lives" in the registry's doc).
@@ -52,8 +50,12 @@ pub struct Entry {
     // atomics
     pub(super) role: AtomicU32,
     pub(super) held_by: AtomicI32,
+    /// the backend whose lease `lease_expires` is (it fills what was padding)
+    pub(super) lease_pid: AtomicI32,
     pub(super) held_since: AtomicI64,
     pub stats: Stats,
+    /// when the holder's lease ends (0: no lease; see `lock::lease`), for the view
+    pub(super) lease_expires: AtomicI64,
     pub(super) name: [u8; NAME_BYTES],
 }
 

@@ -304,6 +304,24 @@ impl Registry {
         }
     }
 
+    /// Record the end of the lease under which backend `pid` holds `slot`'s lock, for
+    /// the view (which shows it only on `pid`'s own row). Off the lock path: only lease
+    /// calls write it.
+    pub fn note_lease(&self, slot: i32, pid: i32, expires: i64) {
+        let e = self.slot(slot);
+        e.lease_pid.store(pid, Relaxed);
+        e.lease_expires.store(expires, Relaxed);
+    }
+
+    /// Clear the lease end recorded for `slot` if it is still `pid`'s `expires` (the
+    /// slot may have been given to another holder or name since).
+    pub fn clear_lease(&self, slot: i32, pid: i32, expires: i64) {
+        let e = self.slot(slot);
+        if e.lease_pid.load(Relaxed) == pid {
+            let _ = e.lease_expires.compare_exchange(expires, 0, Relaxed, Relaxed);
+        }
+    }
+
     /// Start loading the bucket a lookup of this key reads (done as soon as a new name's
     /// key is known, so that the load overlaps the work before the registry visit).
     #[inline]
@@ -325,6 +343,8 @@ impl Registry {
                     namespace_only: i == 1,
                     held_by: e.held_by.load(Relaxed),
                     held_since: e.held_since.load(Relaxed),
+                    lease_pid: e.lease_pid.load(Relaxed),
+                    lease_expires: e.lease_expires.load(Relaxed),
                 })
             })
         })
@@ -353,7 +373,6 @@ impl Registry {
                 held_since: e.held_since.load(Relaxed),
                 slot: s,
                 stats: [
-                    e.stats.acquisitions.load(Relaxed),
                     e.stats.immediate.load(Relaxed),
                     e.stats.waits.load(Relaxed),
                     e.stats.wait_total_us.load(Relaxed),
@@ -376,6 +395,9 @@ pub struct Resolved {
     pub namespace_only: bool,
     pub held_by: i32,
     pub held_since: i64,
+    /// the lease end recorded by backend `lease_pid` for its hold (0: none)
+    pub lease_pid: i32,
+    pub lease_expires: i64,
 }
 
 pub struct Snap {
@@ -387,8 +409,8 @@ pub struct Snap {
     pub held_by: i32,
     pub held_since: i64,
     pub slot: i32,
-    /// acquisitions, immediate, waits, wait_total_us, wait_max_us, try_failures, timeouts
-    pub stats: [u64; 7],
+    /// immediate, waits, wait_total_us, wait_max_us, try_failures, timeouts
+    pub stats: [u64; 6],
     pub last_acquired: i64,
 }
 
@@ -403,7 +425,7 @@ impl Registry {
 }
 
 fn reset_stats(s: &Stats) {
-    for c in [&s.acquisitions, &s.immediate, &s.waits, &s.wait_total_us, &s.wait_max_us, &s.try_failures, &s.timeouts] {
+    for c in [&s.immediate, &s.waits, &s.wait_total_us, &s.wait_max_us, &s.try_failures, &s.timeouts] {
         c.store(0, Relaxed);
     }
     s.last_acquired.store(0, Relaxed);

@@ -263,6 +263,8 @@ impl Registry {
                 };
                 e.held_by.store(holder, Relaxed);
                 e.held_since.store(since, Relaxed);
+                e.lease_expires.store(0, Relaxed);
+                e.lease_pid.store(0, Relaxed);
                 e.contended.store(false, Relaxed);
                 if let Some(Grant { track: true, .. }) = grant {
                     e.stats.immediate.store(1, Relaxed);

@@ -213,13 +213,27 @@ pub fn get() -> Option<Registry> {
     get_slow()
 }
 
+/// The registry if this backend has already attached it, without attaching: for
+/// callers that run where no subtransaction may start (transaction callbacks, backend
+/// exit).
+pub fn attached() -> Option<Registry> {
+    let mem = REGISTRY.load(Relaxed);
+    if !mem.is_null() && TRANCHE_REGISTERED.get() {
+        // SAFETY: as in `get`.
+        return Some(unsafe { Registry::attached(mem) });
+    }
+    None
+}
+
 #[cold]
 fn get_slow() -> Option<Registry> {
     if FAILED.get() {
         return None;
     }
     let mut mem = REGISTRY.load(Relaxed);
-    if mem.is_null() && !preloaded() {
+    // (15 and 16 have no DSM registry: nothing to attach, and no subtransaction to pay
+    // for on every call)
+    if mem.is_null() && !preloaded() && cfg!(any(feature = "pg17", feature = "pg18")) {
         mem = attach_dsm_or_report();
         REGISTRY.store(mem, Relaxed);
         if FAILED.get() {

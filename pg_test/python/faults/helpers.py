@@ -21,12 +21,14 @@ RUNNING = []
 
 class Bg:
     """One statement running in a thread on its own connection (a real concurrent
-    session). `row` is the first result row, `error` the exception it raised."""
+    session). `row` is the first result row, `error` the exception it raised, `finished`
+    the time.monotonic() at which it returned or raised."""
 
     def __init__(self, conn, sql, params=None):
         self.conn, self.sql, self.params = conn, sql, params
         self.row = None
         self.error = None
+        self.finished = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         RUNNING.append(self)
@@ -39,6 +41,7 @@ class Bg:
         except BaseException as e:  # noqa: BLE001 - reported to the test
             self.error = e
         finally:
+            self.finished = time.monotonic()
             self._done.set()
 
     def done(self):

@@ -18,3 +18,13 @@ SELECT unlock_named('nopreload-job'), unlock_pair('nopreload', 7);
 SELECT lock_named_fenced('nopreload-fenced') >> 47 AS timeline;
 SELECT named_lock_check('nopreload-fenced', 1);
 SELECT unlock_named('nopreload-fenced');
+-- leases and "do I hold it?" are backend-local and work either way; the lease's end
+-- shows in the view only where there is a registry (17+)
+SELECT lock_named_lease('nopreload-lease', '1 hour', '0');
+SELECT named_lock_held('nopreload-lease') AS held, named_lock_hold_count('nopreload-lease') AS hold_count,
+       named_lock_renew('nopreload-lease') AS renewed;
+SELECT lease_expires_at IS NOT NULL AS lease_shown
+  FROM advisory_locks_v WHERE pid = pg_backend_pid() AND lock_key = named_lock_key('nopreload-lease');
+SELECT count(*) AS idle_holders FROM named_lock_idle_holders('0') WHERE pid = pg_backend_pid();
+SELECT unlock_named('nopreload-lease');
+SELECT named_lock_renew('nopreload-lease') AS after_unlock, named_lock_held('nopreload-lease') AS held;

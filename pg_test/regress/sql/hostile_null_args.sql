@@ -77,10 +77,12 @@ $$;
 SELECT * FROM pg_temp.null_matrix();
 
 -- The summary the list above must satisfy: only documented outcomes, no lock taken.
--- A non-STRICT function raises 22004; a STRICT one returns NULL without being called.
+-- A non-STRICT function raises 22004; a STRICT one returns NULL without being called
+-- (a STRICT set-returning one, no rows).
 SELECT f.proisstrict AS strict,
        CASE WHEN m.outcome LIKE 'ERROR 22004:%' THEN 'ERROR 22004'
             WHEN m.outcome = 'returned NULL' THEN 'NULL result'
+            WHEN m.outcome = 'returned 0 rows' AND f.proretset THEN 'no rows'
             ELSE 'UNEXPECTED: ' || m.outcome END AS outcome,
        count(*) AS calls, sum(m.locks_after) AS locks_taken
 FROM pg_temp.null_matrix() m JOIN ext_functions f ON f.signature = m.signature

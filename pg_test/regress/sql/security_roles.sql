@@ -38,7 +38,7 @@ DECLARE
 BEGIN
     FOR f IN
         SELECT p.oid, p.oid::regprocedure::text AS sig, p.proargtypes::oid[] AS argtypes,
-               p.proname ~ '^unlock' AS is_unlock
+               p.proname ~ '^unlock' AS is_unlock, p.proname ~ '_lease$' AS is_lease
         FROM pg_proc p
         JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid
                         AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
@@ -48,7 +48,10 @@ BEGIN
     LOOP
         SELECT string_agg(CASE t WHEN 'text'::regtype THEN $q$'sec-x'$q$
                                  WHEN 'integer'::regtype THEN '1'
-                                 WHEN 'interval'::regtype THEN $q$'1s'::interval$q$
+                                 -- (a lease of an hour: this session is idle between
+                                 -- statements, and a lease that ran out would end it)
+                                 WHEN 'interval'::regtype THEN CASE WHEN f.is_lease THEN $q$'1 hour'::interval$q$
+                                                                    ELSE $q$'1s'::interval$q$ END
                                  WHEN 'text[]'::regtype THEN $q$ARRAY['sec-x', 'sec-y']$q$ END,
                           ', ' ORDER BY i)
           INTO args

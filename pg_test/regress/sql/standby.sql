@@ -13,6 +13,14 @@ SELECT named_lock_name(named_lock_key('standby-job'));
 SELECT register_lock_name('standby-registered') = named_lock_key('standby-registered') AS registered;
 SELECT unlock_named('standby-job');
 SELECT count(*) FROM advisory_locks_v WHERE pid = pg_backend_pid();
+-- leases and "do I hold it?" need no writes: they work in recovery
+SELECT lock_named_lease('standby-lease', '1 hour');
+SELECT named_lock_held('standby-lease') AS held, named_lock_hold_count('standby-lease') AS hold_count,
+       named_lock_renew('standby-lease') AS renewed;
+SELECT lock_name, lease_expires_at IS NOT NULL AS leased
+  FROM advisory_locks_v WHERE pid = pg_backend_pid();
+SELECT unlock_named('standby-lease');
+SELECT named_lock_renew('standby-lease') AS after_unlock;
 -- fencing tokens are the primary's: 25006 with a hint; the check just answers
 \set VERBOSITY default
 SELECT lock_named_fenced('standby-fenced');
