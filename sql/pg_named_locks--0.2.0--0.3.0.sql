@@ -32,7 +32,8 @@ SELECT d.datname AS database, l.pid, l.lock_name, l.key_kind, l.lock_key, l.key1
        a.usename, a.application_name, a.client_addr, a.state AS backend_state, a.state_change,
        CASE WHEN l.granted AND a.state OPERATOR(pg_catalog.=) ANY
                  (ARRAY['idle', 'idle in transaction', 'idle in transaction (aborted)'])
-            THEN pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) a.state_change END AS idle_for,
+            THEN GREATEST(pg_catalog.statement_timestamp() OPERATOR(pg_catalog.-) a.state_change,
+                          interval '0') END AS idle_for,
        l.queue_position, l.lease_expires_at
   FROM @extschema@.advisory_lock_status() l
   LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) l.dbid

@@ -286,7 +286,10 @@ extension_sql!(
 -- caller's search_path. Both joins are provably at most one row per lock (pg_database by
 -- its key, the sessions by DISTINCT ON (pid)), so a query that uses none of their
 -- columns, count(*) say, skips them. The function's row estimate (ROWS 10000) makes the
--- planner hash the few sessions and stream the locks, however many there are.
+-- planner hash the few sessions and stream the locks, however many there are. No
+-- volatile function may read the sessions' columns (idle_for uses statement_timestamp,
+-- not clock_timestamp): the planner keeps a volatile output even when nobody reads it,
+-- and with it the join.
 
 CREATE VIEW @extschema@.advisory_locks_v AS
 SELECT d.datname AS database, l.pid, l.lock_name, l.key_kind, l.lock_key, l.key1, l.key2,
@@ -296,7 +299,8 @@ SELECT d.datname AS database, l.pid, l.lock_name, l.key_kind, l.lock_key, l.key1
        a.usename, a.application_name, a.client_addr, a.state AS backend_state, a.state_change,
        CASE WHEN l.granted AND a.state OPERATOR(pg_catalog.=) ANY
                  (ARRAY['idle', 'idle in transaction', 'idle in transaction (aborted)'])
-            THEN pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) a.state_change END AS idle_for,
+            THEN GREATEST(pg_catalog.statement_timestamp() OPERATOR(pg_catalog.-) a.state_change,
+                          interval '0') END AS idle_for,
        l.queue_position, l.lease_expires_at
   FROM @extschema@.advisory_lock_status() l
   LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) l.dbid
