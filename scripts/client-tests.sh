@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The Python client (examples/python) and the monitoring examples (examples/monitoring)
-# against a real, preloaded PostgreSQL 18 on 127.0.0.1:23018: the pytest suites, then the
-# two examples run once from the command line, as a user would.
+# The Python examples (examples/python, on the package clients/python installed into
+# .deps/venv) and the monitoring examples (examples/monitoring) against a real, preloaded
+# PostgreSQL 18 on 127.0.0.1:23018: the pytest suites, then the two examples run once
+# from the command line, as a user would. The package's own suite, in a fresh virtual
+# environment, is scripts/python-client-tests.sh.
 #   scripts/client-tests.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$ROOT/scripts/server.sh"
@@ -28,6 +30,14 @@ trap on_exit EXIT
 
 step="the Python packages in $VENV (scripts/setup.sh installs them)"
 "$PY" -c 'import sqlalchemy, asyncpg, pytest_asyncio, yaml'
+# The examples import the package as a user's code does. Its dependencies are pinned in
+# examples/python/requirements.txt, so this adds only the package itself (rebuilt from
+# the work tree on every run).
+step="pip install './clients/python[sqlalchemy]' into $VENV (log: $RUN/clients-pip.log)"
+mkdir -p "$RUN"
+(cd "$ROOT" && PIP_ROOT_USER_ACTION=ignore timeout -k 5 240 "$PY" -m pip install -q --disable-pip-version-check \
+    './clients/python[sqlalchemy]') >"$RUN/clients-pip.log" 2>&1 || { cat "$RUN/clients-pip.log"; exit 1; }
+(cd / && "$PY" -c 'import pg_named_locks.sqlalchemy')
 
 log "clients: installing the extension into PostgreSQL 18"
 step="installing the extension into PostgreSQL 18 (log: $RUN/install-pg18.log)"

@@ -18,8 +18,10 @@ PG_VERSIONS=${PG_VERSIONS:-"18 15"}
 # Every server the scripts start listens on 127.0.0.1 at a port below 32768, outside
 # Linux's ephemeral range (32768-60999): a port in that range can already be the local
 # end of some live client connection, and the server would then fail to bind it.
-#   23018 clients, 23100+V / 23218 packaging, 24000+V SQL suites, 24318 demo,
-#   25000/25100/25200/25400+V faults, 26000+V properties, 27100+V soak,
+#   23018 clients, 23100+V / 23215 / 23218 packaging (copies / Debian package / Rust
+#   example), 23318 Rust clients, 23418 Python client, 24000+V SQL suites, 24318 demo,
+#   25000/25100/25200/25300/25400+V faults (25300+V: the leases' session-mode PgBouncer),
+#   26000+V properties, 27100+V soak, 27215-27398 failover,
 #   27018 / 27019 / 27020 benchmark (full / smoke / callgrind); pgrx's own test server
 #   uses 32200+V.
 

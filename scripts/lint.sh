@@ -3,8 +3,10 @@
 #   1. cargo fmt --check (settings: rustfmt.toml)
 #   2. cargo clippy --all-targets -D warnings, once per PostgreSQL version (default 18 and
 #      15; the [lints] table in Cargo.toml adds unsafe_op_in_unsafe_fn = deny)
-#   3. the same two for the example crate in examples/rust (its own Cargo project)
-#   4. ruff check over the Python in pg_test/, bench/ and examples/ (settings: ruff.toml)
+#   3. the same two for the example crate in examples/rust (its own Cargo project), and
+#      for the Rust clients' workspace in clients/rust (the pg-named-locks crate and the
+#      pg-named-lock command; built in target/clients-rust, as scripts/rust-client-tests.sh)
+#   4. ruff check over the Python in pg_test/, bench/, examples/ and clients/ (settings: ruff.toml)
 # Prints one line per gate, "ok: <gate>" or "not ok: <gate>" with the gate's output under
 # it; runs every gate and exits non-zero if any of them found something. Needs
 # scripts/setup.sh first (pgrx-pg-sys finds pg_config through ~/.pgrx/config.toml, ruff
@@ -37,7 +39,11 @@ done
 gate "examples/rust: cargo fmt --check" in_dir examples/rust cargo fmt --check
 gate "examples/rust: cargo clippy (all targets, -D warnings)" \
     in_dir examples/rust cargo clippy --all-targets -- -D warnings
-gate "ruff check pg_test bench examples" "$VENV/bin/ruff" check --no-cache pg_test bench examples
+gate "clients/rust: cargo fmt --check" in_dir clients/rust cargo fmt --all --check
+gate "clients/rust: cargo clippy (workspace, all targets, -D warnings)" \
+    in_dir clients/rust env CARGO_TARGET_DIR="$ROOT/target/clients-rust" \
+    cargo clippy --workspace --all-targets -- -D warnings
+gate "ruff check pg_test bench examples clients" "$VENV/bin/ruff" check --no-cache pg_test bench examples clients
 
 if [ "$failed" = 0 ]; then
     echo "lint: $gates gates passed"

@@ -10,9 +10,14 @@
 #     must create what this build creates for that version, and every update path
 #     (ALTER EXTENSION ... UPDATE) must end in the catalog a fresh install gives;
 #     a deliberately broken update is shown to be caught;
+#   - the Debian package for PostgreSQL 15 (when 15 is in PG_VERSIONS; as root or with
+#     sudo): its fields and contents, then `apt-get install -y ./dist/<package>.deb` into
+#     the *system* PostgreSQL 15, CREATE EXTENSION and locks in a scratch server of it,
+#     `apt-get remove`, and the development build that was there before put back;
 #   - the Rust client example (examples/rust): cargo test and one singleton_job run
 #     against a preloaded server.
-# Ports 23118 / 23115 (clean copies) and 23218 (Rust example); everything under $RUN/package.
+# Ports 23118 / 23115 (clean copies), 23215 (Debian package) and 23218 (Rust example);
+# everything under $RUN/package.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 umask 022   # the server user must read what is built and copied here
 source "$ROOT/scripts/server.sh"
@@ -35,9 +40,18 @@ VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n 1)
 OS=$(uname -s | tr '[:upper:]' '[:lower:]')
 ARCH=$(uname -m)
 archive() { echo "$ROOT/dist/$EXT-$VERSION-pg$1-$OS-$ARCH"; }   # without .tar.gz
+# the Debian package (scripts/package.sh package_deb)
+DEB_PKG=postgresql-15-${EXT//_/-}
+DEB_VERSION=${VERSION/-/\~}
+DEB_ARCH=$(dpkg --print-architecture 2>/dev/null || echo amd64)
+DEB_FILE=dist/${DEB_PKG}_${DEB_VERSION}_$DEB_ARCH.deb   # relative to $ROOT, as apt-get is given it
 
 servers=()
-cleanup() { local s; for s in "${servers[@]}"; do server_stop "$s"; done; }
+cleanup() {
+    local s
+    for s in "${servers[@]}"; do server_stop "$s"; done
+    deb_cleanup
+}
 trap cleanup EXIT
 # a hung step must not hang CI; every psql statement is bounded too
 export PGCONNECT_TIMEOUT=10 PGOPTIONS="-c statement_timeout=60s -c lock_timeout=30s -c client_min_messages=warning"
@@ -382,6 +396,184 @@ for V in $PG_VERSIONS; do
     [ -f "$(archive "$V").tar.gz" ] || continue
     test_install "$V" "$((23100 + V))"
 done
+
+# ---------------------------------------------------------------- Debian package (PostgreSQL 15)
+# It installs into the system's PostgreSQL 15, where install_extension (common.sh) also
+# puts development builds for the other suites: everything below runs under the lock
+# install_extension takes, files that were there before are saved and put back after
+# `apt-get remove` (later suites' install_extension would re-copy them anyway: it
+# compares every file and copies what differs or is missing).
+DEB_LIBDIR=/usr/lib/postgresql/15/lib
+DEB_EXTDIR=/usr/share/postgresql/15/extension
+DEB_SAVED=$DIR/deb-saved       # the system's pg_named_locks files from before the test
+DEB_INSTALLED=0                # 1 while the package may be installed by this run
+
+# the system's pg_named_locks files, whoever put them there
+deb_system_files() {
+    find "$DEB_LIBDIR" -maxdepth 1 -name "$EXT.so" 2>/dev/null
+    find "$DEB_EXTDIR" -maxdepth 1 \( -name "$EXT.control" -o -name "$EXT--*.sql" \) 2>/dev/null
+}
+
+deb_remove() { as_root env DEBIAN_FRONTEND=noninteractive apt-get remove -y "$DEB_PKG"; }
+
+# put the saved files back, each with an atomic rename as install_extension does
+deb_restore() {
+    local f dest
+    [ -d "$DEB_SAVED" ] || return 0
+    while IFS= read -r f; do
+        dest=${f#"$DEB_SAVED"}
+        as_root cp -p "$f" "$dest.new.$$" && as_root mv -f "$dest.new.$$" "$dest"
+    done < <(find "$DEB_SAVED" -type f)
+}
+
+deb_cleanup() { # an interrupted run leaves neither the package nor missing files
+    [ "${DEB_INSTALLED:-0}" = 1 ] || return 0
+    DEB_INSTALLED=0
+    deb_remove >/dev/null 2>&1 || true
+    deb_restore || true
+}
+
+deb_static_checks() { # fields and contents of the .deb file; prints what the package installs
+    local deb=$ROOT/$DEB_FILE f want got
+    local -A field=(
+        [Package]=$DEB_PKG [Version]=$DEB_VERSION [Architecture]=$DEB_ARCH
+        [Section]=database [Priority]=optional)
+    for f in Package Version Architecture Section Priority; do
+        got=$(dpkg-deb -f "$deb" "$f")
+        [ "$got" = "${field[$f]}" ] || { echo "$f: '$got', expected '${field[$f]}'" >&2; return 1; }
+    done
+    local re_maint='^[^<>]+ <[^<>@]+@[^<>]+>$' re_libc='(^|, )libc6 \(>= [0-9.]+\)(,|$)'
+    got=$(dpkg-deb -f "$deb" Maintainer)
+    [[ $got =~ $re_maint ]] || { echo "Maintainer: '$got' is not 'Name <address>'" >&2; return 1; }
+    got=$(dpkg-deb -f "$deb" Depends)
+    [[ ", $got," == *", postgresql-15,"* ]] || { echo "Depends: '$got' lacks postgresql-15" >&2; return 1; }
+    [[ $got =~ $re_libc ]] || { echo "Depends: '$got' lacks a versioned libc6" >&2; return 1; }
+    got=$(dpkg-deb -f "$deb" Description)
+    [ "$(wc -l <<<"$got")" -ge 3 ] || { echo "Description: no long description" >&2; return 1; }
+    want=$( { echo "$DEB_LIBDIR/$EXT.so"; echo "$DEB_EXTDIR/$EXT.control"; echo "$DEB_EXTDIR/$EXT--$VERSION.sql"
+              for f in $upgrades; do echo "$DEB_EXTDIR/$f"; done
+              echo "/usr/share/doc/$DEB_PKG/copyright"; echo "/usr/share/doc/$DEB_PKG/changelog.gz"; } | sort)
+    got=$(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ { print substr($6, 2) }' | sort)
+    [ "$got" = "$want" ] || { echo "contents:"; diff <(echo "$want") <(echo "$got"); return 1; }
+    # owned by root, files rw-r--r--, directories rwxr-xr-x
+    got=$(dpkg-deb -c "$deb" | awk '$2 != "root/root" || ($1 !~ /^d/ && $1 != "-rw-r--r--") || ($1 ~ /^d/ && $1 != "drwxr-xr-x")')
+    [ -z "$got" ] || { echo "owners or modes:"; echo "$got"; return 1; }
+    dpkg-deb -I "$deb" md5sums >/dev/null || { echo "no DEBIAN/md5sums" >&2; return 1; }
+}
+
+deb_tests() {
+    local deb=$ROOT/$DEB_FILE t0=$SECONDS
+    log "Debian package $DEB_FILE into the system's PostgreSQL 15"
+    if [ ! -f "$deb" ]; then fail "deb: $DEB_FILE exists"; return; fi
+    ok "deb: $DEB_FILE built (version $DEB_VERSION from Cargo.toml)"
+    check "deb: control fields (Package, Version, Architecture $DEB_ARCH, Maintainer, Depends postgresql-15 + libc6, Section database, Priority optional, Description) and exactly Debian's layout, root-owned" \
+        deb_static_checks
+    if [ "$(id -u)" != 0 ] && ! sudo -n true 2>/dev/null; then
+        fail "deb: installing it needs root (or sudo without a password)"; return
+    fi
+    mkdir -p "$DEPS"
+    deb_install_test 9>"$DEPS/install-pg15.lock"
+    trap - HUP INT TERM
+    echo "    (Debian package install test: $((SECONDS - t0)) s)"
+}
+
+deb_install_test() { # with fd 9 on install_extension's lock file for PostgreSQL 15
+    if ! flock -w 900 9; then fail "deb: the PostgreSQL 15 install lock (held by another suite's install_extension)"; return; fi
+    # A signal must not clean up while one of our apt-get runs is still at work (its
+    # removal would delete the files put back): with a trap set, bash runs it only once
+    # the command in progress has finished.
+    trap 'deb_cleanup; exit 129' HUP; trap 'deb_cleanup; exit 130' INT; trap 'deb_cleanup; exit 143' TERM
+    local srv=$DIR/deb-srv port=23215 out expect want f listed missing left
+    dpkg-query -W -f='${Status}' postgresql-15 2>/dev/null | grep -q 'install ok installed' \
+        || { fail "deb: postgresql-15 is installed (scripts/setup.sh)"; return; }
+    if dpkg -s "$DEB_PKG" >/dev/null 2>&1; then
+        echo "    note: $DEB_PKG was installed (an interrupted run?): removing it first"
+        DEB_INSTALLED=1
+        deb_remove >"$DIR/deb-remove-stale.log" 2>&1 || { fail "deb: removing a stale $DEB_PKG"; cat "$DIR/deb-remove-stale.log"; return; }
+        DEB_INSTALLED=0
+    fi
+    rm -rf "$DEB_SAVED"; mkdir -p "$DEB_SAVED"
+    while IFS= read -r f; do mkdir -p "$DEB_SAVED$(dirname "$f")"; cp -p "$f" "$DEB_SAVED$f"; done < <(deb_system_files)
+
+    # the package: extracted to compare with what apt-get installs
+    rm -rf "$DIR/deb-x"; dpkg-deb -x "$ROOT/$DEB_FILE" "$DIR/deb-x"
+    DEB_INSTALLED=1
+    echo "    # apt-get install -y ./$DEB_FILE"
+    if (cd "$ROOT" && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "./$DEB_FILE") >"$DIR/deb-install.log" 2>&1 \
+        && [ "$(dpkg-query -W -f='${Status} ${Version}' "$DEB_PKG" 2>/dev/null)" = "install ok installed $DEB_VERSION" ]; then
+        ok "deb: apt-get install -y ./$DEB_FILE: $DEB_PKG $DEB_VERSION is installed"
+    else
+        fail "deb: apt-get install -y ./$DEB_FILE"; sed 's/^/    /' "$DIR/deb-install.log"
+        deb_cleanup; return
+    fi
+
+    # dpkg -L: exactly the package's files, and the installed bytes are the package's
+    listed=$(dpkg -L "$DEB_PKG" | while IFS= read -r f; do [ -f "$f" ] && echo "$f"; done | sort)
+    want=$(cd "$DIR/deb-x" && find . -type f | sed 's|^\.||' | sort)
+    [ "$listed" = "$want" ] && ok "deb: dpkg -L lists the package's $(wc -l <<<"$want") files ($DEB_LIBDIR/$EXT.so, $DEB_EXTDIR/$EXT.control and $EXT--*.sql, /usr/share/doc/$DEB_PKG/)" \
+        || { fail "deb: dpkg -L $DEB_PKG"; show_diff <(echo "$want") <(echo "$listed"); }
+    missing=""
+    for f in $want; do cmp -s "$f" "$DIR/deb-x$f" && cmp -s "$f" "$DIR/build/deb-pg15/debian/$DEB_PKG$f" || missing+=" $f"; done
+    [ -z "$missing" ] && ok "deb: the installed files are the package's (cmp with the .deb and package.sh's staged tree)" \
+        || fail "deb: installed files differ from the package's:$missing"
+    # one compile: the .deb's library is the pg15 archive's, stripped
+    local bid_deb bid_tar
+    bid_deb=$(readelf -n "$DEB_LIBDIR/$EXT.so" 2>/dev/null | sed -n 's/.*Build ID: //p')
+    bid_tar=$(readelf -n "$DIR/build/$(basename "$(archive 15)")/lib/$EXT.so" 2>/dev/null | sed -n 's/.*Build ID: //p')
+    [ -n "$bid_deb" ] && [ "$bid_deb" = "$bid_tar" ] && ok "deb: the library is the pg15 archive's build (build id $bid_deb), stripped" \
+        || fail "deb: the library's build id '$bid_deb' is not the pg15 archive's '$bid_tar'"
+
+    # the system's PostgreSQL 15 binaries, a scratch cluster (no fd 9 for the postmaster)
+    servers+=("$srv")
+    if ! server_start 15 "$srv" "$port" "shared_preload_libraries = '$EXT'" >"$DIR/deb-server.log" 2>&1 9>&-; then
+        fail "deb: a scratch server of /usr/lib/postgresql/15 with shared_preload_libraries = '$EXT'"; cat "$DIR/deb-server.log"
+    else
+        ok "deb: a scratch server of /usr/lib/postgresql/15 started with shared_preload_libraries = '$EXT'"
+        local PSQL=(timeout 60 /usr/lib/postgresql/15/bin/psql -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres)
+        out=$("${PSQL[@]}" -c "CREATE EXTENSION $EXT" \
+            -c "SELECT extversion FROM pg_extension WHERE extname = '$EXT'" \
+            -c "SELECT lock_named('deb-test'), try_lock_named_fenced('deb-test2') > 0,
+                       named_lock_check('deb-test2', named_lock_token('deb-test2'))" \
+            -c "SELECT string_agg(lock_name, ',' ORDER BY lock_name) FROM advisory_locks_v WHERE pid = pg_backend_pid() AND granted" \
+            -c "SELECT storage FROM named_lock_registry_info()" \
+            -c "SELECT regexp_replace(pg_read_file('/proc/' || pg_backend_pid() || '/maps'), '.* (\S*/$EXT\.so)\n.*', '\1')" \
+            -c "\\! $(printf '%q ' "${PSQL[@]}") -c \"SELECT try_lock_named('deb-test'), try_lock_named_fenced('deb-test2') IS NULL\"" \
+            -c "SELECT unlock_named('deb-test')" 2>&1) || true
+        expect=$(printf '%s\n' "$VERSION" "|t|t" "deb-test,deb-test2" shared_preload_libraries "$DEB_LIBDIR/$EXT.so" "f|t" t)
+        if [ "$out" = "$expect" ]; then
+            ok "deb: CREATE EXTENSION $EXT: extversion $VERSION = the package's version; lock_named('deb-test') and try_lock_named_fenced('deb-test2') (its token checks) hold, another session gets neither; the backend mapped $DEB_LIBDIR/$EXT.so"
+        else
+            fail "deb: CREATE EXTENSION + locks with the packaged extension"; show_diff <(echo "$expect") <(echo "$out")
+        fi
+        server_stop "$srv"
+        [ ! -e "$srv/data/postmaster.pid" ] && ok "deb: the scratch server stopped" || fail "deb: the scratch server did not stop"
+    fi
+
+    if deb_remove >"$DIR/deb-remove.log" 2>&1; then ok "deb: apt-get remove -y $DEB_PKG"
+    else fail "deb: apt-get remove -y $DEB_PKG"; sed 's/^/    /' "$DIR/deb-remove.log"; fi
+    ! dpkg -s "$DEB_PKG" >/dev/null 2>&1 && ok "deb: dpkg -s $DEB_PKG: not installed (no config files left)" \
+        || fail "deb: dpkg -s $DEB_PKG still knows it: $(dpkg-query -W -f='${Status}' "$DEB_PKG" 2>&1)"
+    left=""
+    for f in $want /usr/share/doc/$DEB_PKG; do [ -e "$f" ] && left+=" $f"; done
+    [ -z "$left" ] && ok "deb: its files are gone ($DEB_LIBDIR/$EXT.so, $DEB_EXTDIR/$EXT*, /usr/share/doc/$DEB_PKG)" \
+        || fail "deb: left after apt-get remove:$left"
+    # files of the package's names were all its own (dpkg took over what was there); any
+    # other was never the package's (a stale upgrade script of an older build)
+    left=$(deb_system_files)
+    [ -z "$left" ] || echo "    note: not the package's, left as they were:" $left
+    [ "$(dpkg-query -W -f='${Status}' postgresql-15 2>/dev/null)" = "install ok installed" ] \
+        && ok "deb: postgresql-15 is still installed" || fail "deb: postgresql-15 is no longer installed"
+    DEB_INSTALLED=0
+
+    # what install_extension had put there, back for the suites running now
+    deb_restore
+    missing=""
+    while IFS= read -r f; do cmp -s "$f" "${f#"$DEB_SAVED"}" || missing+=" ${f#"$DEB_SAVED"}"; done < <(find "$DEB_SAVED" -type f)
+    [ -z "$missing" ] && ok "deb: the $(find "$DEB_SAVED" -type f | wc -l) $EXT files from before the test (install_extension's build) are back" \
+        || fail "deb: not restored:$missing"
+}
+
+if [[ " $PG_VERSIONS " == *" 15 "* ]]; then deb_tests; fi
 
 # ---------------------------------------------------------------- Rust client example
 log "Rust client example (examples/rust) against PostgreSQL 18"

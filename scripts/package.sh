@@ -6,6 +6,10 @@
 # PG_VERSIONS="18" limits the majors. Each archive holds a relocatable layout
 #   lib/pg_named_locks.so  extension/pg_named_locks.control  extension/pg_named_locks--*.sql
 # with install.sh and INSTALL; it needs no Rust and no pgrx on the target machine.
+# For PostgreSQL 15 it also builds, from the same files (no second compile), a Debian
+# package for Debian's postgresql-15 (needs dpkg-deb; dpkg-shlibdeps from dpkg-dev):
+#   dist/postgresql-15-pg-named-locks_<version>_<debian arch>.deb
+# DEB_MAINTAINER="Name <address>" sets its Maintainer field.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 umask 022   # archive members readable by everyone, whatever the caller's umask
 
@@ -23,6 +27,7 @@ VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n 1)
 OS=$(uname -s | tr '[:upper:]' '[:lower:]')
 ARCH=$(uname -m)
 DIST=$ROOT/dist
+DEB_MAINTAINER=${DEB_MAINTAINER:-"The $EXT developers <maintainers@pg-named-locks.invalid>"}
 STAMP=$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || date +%s)
 WORK=$RUN/package/build
 mkdir -p "$DIST" "$WORK"
@@ -81,7 +86,118 @@ package_one() {
     mv -f "$DIST/$name.tar.gz.tmp" "$DIST/$name.tar.gz"
     echo "$DIST/$name.tar.gz"
 
+    if [ "$v" = 15 ]; then package_deb "$v" "$tree"; fi
     if [ "$FREEZE" = 1 ] && [ "$v" = "$FIRST" ]; then freeze "$tree/extension/$EXT--$VERSION.sql"; fi
+}
+
+# A Debian binary package for Debian's PostgreSQL $1, made from the archive's tree $2:
+# Debian's name (postgresql-NN-<ext with - for _>) and paths (the versioned pkglibdir and
+# sharedir of postgresql-NN), a copyright file and a changelog in /usr/share/doc, md5sums,
+# Depends on postgresql-NN and on what dpkg-shlibdeps finds the library needs.
+package_deb() {
+    local v=$1 tree=$2 pgc pkg debver arch root libdir extdir docdir deb shlibs size f
+    pgc=$(pg_config_for "$v")
+    pkg=postgresql-$v-${EXT//_/-}
+    # a semver pre-release (1.0.0-rc1) must sort before its release: 1.0.0~rc1
+    debver=${VERSION/-/\~}
+    arch=$(dpkg --print-architecture)
+    libdir=/usr/lib/postgresql/$v/lib
+    extdir=/usr/share/postgresql/$v/extension
+    docdir=/usr/share/doc/$pkg
+    # the package installs where Debian's server looks, which is what this pg_config says
+    [ "$("$pgc" --pkglibdir)" = "$libdir" ] && [ "$("$pgc" --sharedir)/extension" = "$extdir" ] \
+        || { echo "$pgc is not Debian's postgresql-$v layout ($libdir, $extdir)" >&2; return 1; }
+    command -v dpkg-deb >/dev/null && command -v dpkg-shlibdeps >/dev/null \
+        || { echo "the Debian package needs dpkg-deb and dpkg-shlibdeps (apt-get install dpkg-dev)" >&2; return 1; }
+    log "PostgreSQL $v: Debian package $pkg $debver ($arch)"
+    # dpkg-shlibdeps wants a source tree: debian/control, the files in debian/<package>
+    rm -rf "$WORK/deb-pg$v"
+    root=$WORK/deb-pg$v/debian/$pkg
+    mkdir -p "$root/DEBIAN" "$root$libdir" "$root$extdir" "$root$docdir"
+    # Debian ships shared objects stripped (as dh_strip does) and not executable
+    strip --remove-section=.comment --remove-section=.note --strip-unneeded \
+        -o "$root$libdir/$EXT.so" "$tree/lib/$EXT.so"
+    chmod 644 "$root$libdir/$EXT.so"
+    for f in "$tree"/extension/*; do install -m 644 "$f" "$root$extdir/"; done
+    write_deb_copyright >"$root$docdir/copyright"
+    write_deb_changelog "$v" "$pkg" "$debver" | gzip -9n >"$root$docdir/changelog.gz"
+    chmod 644 "$root$docdir"/*
+
+    printf 'Source: %s\n\nPackage: %s\nArchitecture: any\n' "$pkg" "$pkg" >"$WORK/deb-pg$v/debian/control"
+    shlibs=$(cd "$WORK/deb-pg$v" && dpkg-shlibdeps -O -e"debian/$pkg$libdir/$EXT.so" 2>"$WORK/deb-pg$v/shlibdeps.log") \
+        || { cat "$WORK/deb-pg$v/shlibdeps.log" >&2; return 1; }
+    shlibs=${shlibs#shlibs:Depends=}
+    size=$(du -sk --apparent-size "$root/usr" | cut -f1)
+    {
+        echo "Package: $pkg"
+        echo "Version: $debver"
+        echo "Architecture: $arch"
+        echo "Maintainer: $DEB_MAINTAINER"
+        echo "Installed-Size: $size"
+        echo "Depends: postgresql-$v${shlibs:+, $shlibs}"
+        echo "Section: database"
+        echo "Priority: optional"
+        echo "Description: named advisory locks for PostgreSQL $v"
+        write_deb_description "$v"
+    } >"$root/DEBIAN/control"
+    (cd "$root" && find usr -type f | LC_ALL=C sort | xargs md5sum) >"$root/DEBIAN/md5sums"
+    chmod 644 "$root/DEBIAN/control" "$root/DEBIAN/md5sums"
+    find "$root" -type d -exec chmod 755 {} +
+    find "$root" -exec touch -h -d "@$STAMP" {} +
+
+    deb=$DIST/${pkg}_${debver}_$arch.deb
+    rm -f "$deb"
+    SOURCE_DATE_EPOCH=$STAMP dpkg-deb --root-owner-group -Zxz --build "$root" "$deb.tmp" >/dev/null
+    mv -f "$deb.tmp" "$deb"
+    echo "$deb"
+}
+
+# DEP-5 copyright file, from LICENSE
+write_deb_copyright() {
+    local holder
+    holder=$(sed -n 's/^Copyright (c) *//p' "$ROOT/LICENSE" | head -n 1)
+    cat <<EOF
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: $EXT
+Source: the $EXT source tree (built with scripts/package.sh)
+
+Files: *
+Copyright: ${holder:-The $EXT developers}
+License: PostgreSQL
+
+License: PostgreSQL
+EOF
+    # the license text, every line indented, blank lines as " ."
+    sed -e '1{/^PostgreSQL License$/d}' "$ROOT/LICENSE" | sed -e '/./,$!d' \
+        | sed -e 's/^[[:space:]]*$/./' -e 's/^/ /'
+}
+
+write_deb_changelog() {
+    local v=$1 pkg=$2 debver=$3
+    cat <<EOF
+$pkg ($debver) unstable; urgency=medium
+
+  * $EXT $VERSION for Debian's PostgreSQL $v, built by scripts/package.sh
+    from the release build in the PostgreSQL $v archive.
+
+ -- $DEB_MAINTAINER  $(LC_ALL=C date -u -R -d "@$STAMP")
+EOF
+}
+
+write_deb_description() {
+    local v=$1
+    cat <<EOF
+ pg_named_locks takes PostgreSQL advisory locks by name instead of by number:
+ lock_named('daily-report-job') takes exactly the lock that
+ pg_advisory_lock(named_lock_key('daily-report-job')) takes. Session and
+ transaction locks, shared and exclusive, timeouts, fencing tokens, leases,
+ and monitoring by name (advisory_locks_v, named_lock_stats).
+ .
+ This package is built for Debian's postgresql-$v. Add pg_named_locks to
+ shared_preload_libraries and restart the cluster (on PostgreSQL 15 the name
+ registry needs it; locking works without), then run
+ CREATE EXTENSION pg_named_locks in a database.
+EOF
 }
 
 # The frozen copy is the released install script: installing that version later (to

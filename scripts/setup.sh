@@ -3,7 +3,7 @@
 # Idempotent: every step checks first and is skipped when already done.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-APT_PACKAGES=(libclang-dev clang postgresql-15 postgresql-server-dev-15 sudo pkg-config libssl-dev python3-pip python3-venv pgbouncer patroni etcd-server etcd-client)
+APT_PACKAGES=(libclang-dev clang dpkg-dev postgresql-15 postgresql-server-dev-15 sudo pkg-config libssl-dev python3-pip python3-venv pgbouncer patroni etcd-server etcd-client)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

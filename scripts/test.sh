@@ -3,8 +3,9 @@
 #   1. pg_regress + pg_isolation_regress suites in pg_test/ (scripts/sql-tests.sh)
 #   2. the reliability suites (faults, hostile input, robustness, soak: scripts/*-tests.sh VERSION)
 #   3. `cargo pgrx test`: #[pg_test] unit tests and the multi-session tests in src/
-#   4. once, on the first version: clients and examples, packaging (scripts/client-tests.sh,
-#      scripts/package-tests.sh)
+#   4. once: the examples, the installable clients and packaging (scripts/client-tests.sh,
+#      scripts/python-client-tests.sh, scripts/rust-client-tests.sh,
+#      scripts/package-tests.sh: archives and the Debian package)
 # Keeps going after a failure so one run reports everything; exits non-zero if anything
 # failed. Set PG_VERSIONS="18" to run one version only.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -62,7 +63,7 @@ for V in $PG_VERSIONS; do
 done
 
 # Clients, examples and packaging: version-independent or covering every version themselves.
-for suite in client-tests package-tests; do
+for suite in client-tests python-client-tests rust-client-tests package-tests; do
     [ -x "$ROOT/scripts/$suite.sh" ] || continue
     rc=0
     "$ROOT/scripts/$suite.sh" 2>&1 | tee "$RUN/$suite.log" || rc=$?

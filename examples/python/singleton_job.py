@@ -4,9 +4,10 @@ entry on every application server); exactly one runs it, the others see that it 
 already running and skip it.
 
 The lock is a session lock on a dedicated pooled connection, taken without waiting:
-``advisory_lock(engine, name, blocking=False)`` raises ``LockNotAcquired`` when another
-worker has it. If a worker dies, its connection closes and the server releases the lock
-by itself, so a crash never leaves the job locked.
+``advisory_lock(engine, name, blocking=False)`` yields False when another worker has
+it. If a worker dies, its connection closes and the server releases the lock by itself,
+so a crash never leaves the job locked; with ``--lease`` a worker that hangs loses it
+too (the server ends its session once the lease runs out unrenewed).
 
     python singleton_job.py --dsn postgresql://postgres@127.0.0.1:5432/postgres --workers 4
 
@@ -23,27 +24,34 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from named_locks import LockNotAcquired, advisory_lock, async_url
+from pg_named_locks.sqlalchemy import advisory_lock, async_url
 
 JOB_NAME = "daily-report-job"
 
 
 async def run_job_once(
-    engine: AsyncEngine, worker: str, job: Callable[[], Awaitable[None]], name: str = JOB_NAME
+    engine: AsyncEngine,
+    worker: str,
+    job: Callable[[], Awaitable[None]],
+    name: str = JOB_NAME,
+    lease: float | None = None,
 ) -> bool:
-    """Run `job` unless another worker is running it; True when this worker ran it."""
-    try:
-        async with advisory_lock(engine, name, blocking=False):
-            print(f"{worker}: running {name}", flush=True)
-            await job()
-            print(f"{worker}: {name} finished", flush=True)
-            return True
-    except LockNotAcquired:
-        print(f"{worker}: {name} already running elsewhere, skipping", flush=True)
-        return False
+    """Run `job` unless another worker is running it; True when this worker ran it.
+    With `lease` (seconds) the lock is leased and renewed in the background while the
+    job runs."""
+    async with advisory_lock(engine, name, blocking=False, lease=lease) as acquired:
+        if not acquired:
+            print(f"{worker}: {name} already running elsewhere, skipping", flush=True)
+            return False
+        print(f"{worker}: running {name}", flush=True)
+        await job()
+        print(f"{worker}: {name} finished", flush=True)
+        return True
 
 
-async def demo(dsn: str, workers: int = 4, job_seconds: float = 1.0, name: str = JOB_NAME) -> tuple[int, int]:
+async def demo(
+    dsn: str, workers: int = 4, job_seconds: float = 1.0, name: str = JOB_NAME, lease: float | None = None
+) -> tuple[int, int]:
     """Start `workers` workers at once, each an application with its own pool, as separate
     processes would be. Returns (ran, skipped)."""
     engines = [
@@ -69,7 +77,7 @@ async def demo(dsn: str, workers: int = 4, job_seconds: float = 1.0, name: str =
 
     async def worker(i: int, engine: AsyncEngine) -> bool:
         nonlocal skipped
-        ran = await run_job_once(engine, f"worker-{i}", job, name)
+        ran = await run_job_once(engine, f"worker-{i}", job, name, lease)
         if not ran:
             skipped += 1
             if skipped == workers - 1:
@@ -92,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--job-seconds", type=float, default=1.0, help="how long the job works")
     parser.add_argument("--name", default=JOB_NAME, help="the job's lock name")
+    parser.add_argument("--lease", type=float, default=None, help="lease the lock for this many seconds (>= 1)")
     args = parser.parse_args(argv)
-    ran, skipped = asyncio.run(demo(args.dsn, args.workers, args.job_seconds, args.name))
+    ran, skipped = asyncio.run(demo(args.dsn, args.workers, args.job_seconds, args.name, args.lease))
     print(f"{ran} worker ran the job, {skipped} skipped it")
     return 0 if ran == 1 else 1
 

@@ -29,7 +29,7 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from named_locks import XactLock, async_url
+from pg_named_locks.sqlalchemy import XactLock, async_url
 
 DEFAULT_TABLE = "named_locks_demo_accounts"
 

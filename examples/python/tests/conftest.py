@@ -1,6 +1,8 @@
-"""Fixtures for the client tests: a real server (PGNL_DSN, as scripts/client-tests.sh
+"""Fixtures for the examples' tests: a real server (PGNL_DSN, as scripts/client-tests.sh
 sets it), engines, an observer connection, and unique lock names per test so that runs
-and tests never see each other's locks or statistics."""
+and tests never see each other's locks or statistics. The lock classes come from the
+installed package pg-named-locks (clients/python); its own tests are in
+clients/python/tests."""
 
 from __future__ import annotations
 
@@ -16,9 +18,9 @@ import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import create_async_engine
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # named_locks, the examples
+from pg_named_locks.sqlalchemy import async_url
 
-from named_locks import async_url  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the examples
 
 DSN = os.environ.get("PGNL_DSN", "postgresql://postgres@127.0.0.1:23018/named_locks_clients")
 # Generous: "promptly" on a loaded 2-core CI machine.

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 import singleton_job
 import transfer
 from conftest import DSN, PROMPTLY
-from named_locks import SessionLock
+from pg_named_locks.sqlalchemy import SessionLock
 
 pytestmark = pytest.mark.asyncio
 
@@ -25,6 +25,15 @@ async def test_singleton_job_runs_once(name, capsys):
     out = capsys.readouterr().out
     assert out.count(f": running {name}") == 1
     assert out.count("already running") == 4
+
+
+async def test_singleton_job_with_a_lease(observer, name, capsys):
+    """--lease: the job keeps its leased lock past the lease's length (renewed in the
+    background), and releases it at the end."""
+    ran, skipped = await singleton_job.demo(DSN, workers=2, job_seconds=2.5, name=name, lease=1)
+    assert (ran, skipped) == (1, 1)
+    assert await observer.holders(name) == []
+    assert capsys.readouterr().out.count(f"{name} finished") == 1
 
 
 async def test_singleton_job_skips_while_another_process_runs_it(engine, name, capsys):

@@ -1,7 +1,7 @@
 //! N workers, each with its own connection, try to start the same job at once; exactly
 //! one runs it, the others see it already running.
 //!   singleton_job [DSN] [WORKERS]      (DSN default: $DATABASE_URL; WORKERS default: 5)
-use pg_named_locks_client::{singleton, Outcome};
+use pg_named_locks_example::{singleton, Outcome};
 
 #[tokio::main]
 async fn main() {
@@ -26,7 +26,12 @@ async fn main() {
         "daily-report-job",
         workers,
         |i, outcome| match outcome {
-            Outcome::Ran => println!("worker {i}: running the job"),
+            Outcome::Ran { token } => {
+                println!("worker {i}: running the job");
+                if let Some(t) = token {
+                    println!("worker {i}: (its fencing token: {t})");
+                }
+            }
             Outcome::AlreadyRunning => println!("worker {i}: already running"),
         },
     )
@@ -35,7 +40,10 @@ async fn main() {
         eprintln!("singleton_job: {e}");
         std::process::exit(1)
     });
-    let ran = outcomes.iter().filter(|o| **o == Outcome::Ran).count();
+    let ran = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Ran { .. }))
+        .count();
     println!("{ran} of {workers} workers ran the job");
     std::process::exit(if ran == 1 { 0 } else { 1 });
 }
