@@ -20,13 +20,7 @@ PY=$VENV/bin/python
 
 # A set-up step that fails ends the script (set -e); the exit trap then names the step,
 # so that a red run says which one without its log.
-step=""
-on_exit() {
-    local rc=$?
-    [ "$rc" = 0 ] || [ -z "$step" ] || check_fail "clients set-up: $step (exit $rc)"
-    server_stop "$DIR"
-}
-trap on_exit EXIT
+stop_server_on_exit clients "$DIR"
 
 step="the Python packages in $VENV (scripts/setup.sh installs them)"
 "$PY" -c 'import sqlalchemy, asyncpg, pytest_asyncio, yaml'
@@ -42,15 +36,7 @@ mkdir -p "$RUN"
 log "clients: installing the extension into PostgreSQL 18"
 step="installing the extension into PostgreSQL 18 (log: $RUN/install-pg18.log)"
 install_extension 18
-step="starting PostgreSQL 18 on port $PORT (log: $DIR/server.log)"
-server_start 18 "$DIR" "$PORT" "shared_preload_libraries = 'pg_named_locks'"
-
-psql_() { "$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$DIR/sock" -p "$PORT" -U postgres "$@"; }
-step="CREATE DATABASE $DB"
-psql_ -d postgres -c "CREATE DATABASE $DB"
-step="CREATE EXTENSION pg_named_locks"
-psql_ -d "$DB" -c "CREATE EXTENSION pg_named_locks"
-step=""
+client_server "$DIR" "$PORT" "$DB"
 
 status=0
 cd "$ROOT"

@@ -55,6 +55,18 @@ pg_config_for() {
 pg_bindir() { "$(pg_config_for "$1")" --bindir; }
 pg_pgxs_dir() { dirname "$("$(pg_config_for "$1")" --pgxs)"; }
 
+# The version argument of a pytest suite's script (fault-tests.sh, failover-tests.sh):
+#   suite_version SUITE "$@"
+# checks the script's $1 (18 or 15) and sets V, BINDIR (that version's binaries) and
+# DIR=$RUN/SUITE-pgV (the suite's servers and logs). The script then shifts its version
+# off and passes the rest of its arguments to pytest.
+suite_version() {
+    V=${2:?usage: scripts/$(basename "$0") VERSION [PYTEST-ARGS...]}
+    pg_config_for "$V" >/dev/null
+    BINDIR=$(pg_bindir "$V")
+    DIR=$RUN/$1-pg$V
+}
+
 # A fresh directory owned by the server user (which must be able to create files in it).
 fresh_runtime_dir() {
     rm -rf "$1"

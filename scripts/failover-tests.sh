@@ -17,11 +17,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$ROOT/scripts/server.sh"
 
-V=${1:?usage: scripts/failover-tests.sh VERSION [PYTEST-ARGS...]}
+suite_version failover "$@"
 shift
-pg_config_for "$V" >/dev/null
-BINDIR=$(pg_bindir "$V")
-DIR=$RUN/failover-pg$V
 PORT_BASE=$((27200 + V))
 ETCD_PORT=$((PORT_BASE + 60))
 ETCD_PEER_PORT=$((PORT_BASE + 80))

@@ -13,11 +13,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$ROOT/scripts/server.sh"
 
-V=${1:?usage: scripts/fault-tests.sh VERSION [PYTEST-ARGS...]}
+suite_version faults "$@"
 shift
-pg_config_for "$V" >/dev/null
-BINDIR=$(pg_bindir "$V")
-DIR=$RUN/faults-pg$V
 MAIN=$DIR/main
 STANDBY=$DIR/standby
 SMALL=$DIR/small

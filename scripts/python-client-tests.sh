@@ -18,13 +18,7 @@ export PGNL_EXPECT_INSTALLED=1
 export PYTHONDONTWRITEBYTECODE=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 
-step=""
-on_exit() {
-    local rc=$?
-    [ "$rc" = 0 ] || [ -z "$step" ] || check_fail "python client set-up: $step (exit $rc)"
-    server_stop "$DIR"
-}
-trap on_exit EXIT
+stop_server_on_exit "python client" "$DIR"
 
 # The install runs while the extension builds: they need the network and the CPU.
 log "python client: a fresh virtual environment in $PYVENV"
@@ -52,14 +46,7 @@ fi
 step="the installed package imports (pg_named_locks, .psycopg, .sqlalchemy)"
 (cd / && "$PY" -c 'import pg_named_locks, pg_named_locks.psycopg, pg_named_locks.sqlalchemy')
 
-step="starting PostgreSQL 18 on port $PORT (log: $DIR/server.log)"
-server_start 18 "$DIR" "$PORT" "shared_preload_libraries = 'pg_named_locks'"
-psql_() { "$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$DIR/sock" -p "$PORT" -U postgres "$@"; }
-step="CREATE DATABASE $DB"
-psql_ -d postgres -c "CREATE DATABASE $DB"
-step="CREATE EXTENSION pg_named_locks"
-psql_ -d "$DB" -c "CREATE EXTENSION pg_named_locks"
-step=""
+client_server "$DIR" "$PORT" "$DB"
 
 status=0
 log "python client: pytest (clients/python/tests)"

@@ -26,27 +26,14 @@ export PGNL_TEST_DSN="host=127.0.0.1 port=$PORT user=postgres dbname=$DB"
 export PGNL_TEST_SOCKET_DIR=$SRV/sock
 
 # A set-up step that fails ends the script (set -e); the exit trap then names the step.
-step=""
-on_exit() {
-    local rc=$?
-    [ "$rc" = 0 ] || [ -z "$step" ] || check_fail "rust clients set-up: $step (exit $rc)"
-    server_stop "$SRV"
-}
-trap on_exit EXIT
+stop_server_on_exit "rust clients" "$SRV"
 
 rm -rf "$LOGS" && mkdir -p "$LOGS"
 
 log "rust clients: installing the extension into PostgreSQL 18"
 step="installing the extension into PostgreSQL 18 (log: $RUN/install-pg18.log)"
 install_extension 18
-step="starting PostgreSQL 18 on port $PORT (log: $SRV/server.log)"
-server_start 18 "$SRV" "$PORT" "shared_preload_libraries = 'pg_named_locks'"
-psql_() { "$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres "$@"; }
-step="CREATE DATABASE $DB"
-psql_ -d postgres -c "CREATE DATABASE $DB"
-step="CREATE EXTENSION pg_named_locks"
-psql_ -d "$DB" -c "CREATE EXTENSION pg_named_locks"
-step=""
+client_server "$SRV" "$PORT" "$DB"
 
 status=0
 cd "$ROOT"

@@ -32,3 +32,35 @@ server_stop() {
         for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     fi
 }
+
+# For a suite with one server of its own (the client suites): `step` names the set-up
+# step in progress, and on exit a failed one (set -e) is reported and the server stopped.
+#   stop_server_on_exit LABEL DIR
+stop_server_on_exit() {
+    SUITE_LABEL=$1 SUITE_DIR=$2
+    step=""
+    trap _suite_on_exit EXIT
+}
+_suite_on_exit() {
+    local rc=$?
+    [ "$rc" = 0 ] || [ -z "$step" ] || check_fail "$SUITE_LABEL set-up: $step (exit $rc)"
+    server_stop "$SUITE_DIR"
+}
+
+# A preloaded PostgreSQL 18 in DIR on PORT with a database DB that has the extension
+# (install_extension 18 first), and psql_ to reach it over the unix socket.
+#   client_server DIR PORT DB
+client_server() {
+    local dir=$1 port=$2 db=$3
+    step="starting PostgreSQL 18 on port $port (log: $dir/server.log)"
+    server_start 18 "$dir" "$port" "shared_preload_libraries = 'pg_named_locks'"
+    CLIENT_SERVER_SOCK=$dir/sock CLIENT_SERVER_PORT=$port
+    step="CREATE DATABASE $db"
+    psql_ -d postgres -c "CREATE DATABASE $db"
+    step="CREATE EXTENSION pg_named_locks"
+    psql_ -d "$db" -c "CREATE EXTENSION pg_named_locks"
+    step=""
+}
+psql_() {
+    "$(pg_bindir 18)/psql" -X -q -v ON_ERROR_STOP=1 -h "$CLIENT_SERVER_SOCK" -p "$CLIENT_SERVER_PORT" -U postgres "$@"
+}

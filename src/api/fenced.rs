@@ -16,32 +16,14 @@ use lock::wait::Wait;
 /// the lock was not taken.
 macro_rules! fenced_fn {
     ($sym:ident, $finfo:ident, $sql:literal, $scope:ident, $wait:ident) => {
-        #[no_mangle]
-        #[doc(hidden)]
-        pub extern "C" fn $finfo() -> &'static pg_sys::Pg_finfo_record {
-            static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-            &V1
-        }
-
-        #[no_mangle]
-        #[doc = concat!("SQL `", $sql, "(text)`")]
-        ///
-        /// # Safety
-        /// For PostgreSQL to call, through the SQL declaration below: `fcinfo` must be the
-        /// call frame of a call with one `text` argument.
-        #[pg_guard]
-        pub unsafe extern "C-unwind" fn $sym(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-            // SAFETY: PostgreSQL calls this through the SQL declaration below.
-            let name = unsafe { super::named::text_arg(fcinfo) };
-            match fence::acquire(name, Scope::$scope, Wait::$wait) {
-                Some(token) => pg_sys::Datum::from(token),
-                None => {
-                    // SAFETY: the call frame is ours to mark the result NULL in.
-                    unsafe { (*fcinfo).isnull = true };
-                    pg_sys::Datum::from(0)
-                }
+        one_text_fn!($sym, $finfo, $sql, |fcinfo, name| match fence::acquire(name, Scope::$scope, Wait::$wait) {
+            Some(token) => pg_sys::Datum::from(token),
+            None => {
+                // SAFETY: the call frame is ours to mark the result NULL in.
+                unsafe { (*fcinfo).isnull = true };
+                pg_sys::Datum::from(0)
             }
-        }
+        });
     };
 }
 

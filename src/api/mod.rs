@@ -5,6 +5,38 @@
 //! All are VOLATILE and PARALLEL RESTRICTED, like `pg_advisory_lock`. None is STRICT:
 //! a NULL argument must raise an error, never return NULL without locking.
 
+/// A function of one `text` argument declared by hand (the hot path; see `api::named`):
+/// its V1 info record and a guarded wrapper that reads the argument in place (`$name`,
+/// None for NULL) and returns `$body`'s Datum; `$fcinfo` names the call frame for
+/// bodies that set a NULL result. The SQL declaration is the caller's `extension_sql!`.
+macro_rules! one_text_fn {
+    ($sym:ident, $finfo:ident, $sql:literal, |$fcinfo:ident, $name:ident| $body:expr) => {
+        #[no_mangle]
+        #[doc(hidden)]
+        pub extern "C" fn $finfo() -> &'static pg_sys::Pg_finfo_record {
+            static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+            &V1
+        }
+
+        #[no_mangle]
+        #[doc = concat!("SQL `", $sql, "(text)`")]
+        ///
+        /// # Safety
+        /// For PostgreSQL to call, through the SQL declaration of its module: `fcinfo`
+        /// must be the call frame of a call with one `text` argument.
+        #[pg_guard]
+        pub unsafe extern "C-unwind" fn $sym(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+            // SAFETY: PostgreSQL calls this through its SQL declaration: one text
+            // argument in a valid call frame.
+            let $name = unsafe { crate::api::named::text_arg(fcinfo) };
+            // (the caller's name for the frame: macro hygiene keeps this one's apart)
+            #[allow(unused_variables)]
+            let $fcinfo = fcinfo;
+            $body
+        }
+    };
+}
+
 /// One SQL function. `lock` waits (void), `try` never waits (boolean), `unlock` releases
 /// one session hold (boolean). The argument list is forwarded as raw tokens, not as `ty`
 /// fragments: pgrx infers STRICT from the literal `Option<…>` in the signature, and an

@@ -17,26 +17,7 @@ use crate::pg::text::Text;
 /// Rust panic into an ERROR), an argument read straight from the call frame.
 macro_rules! named_fn {
     ($kind:ident, $sym:ident, $finfo:ident, $sql:literal, $mode:ident $(, $scope:ident)?) => {
-        #[no_mangle]
-        #[doc(hidden)]
-        pub extern "C" fn $finfo() -> &'static pg_sys::Pg_finfo_record {
-            static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-            &V1
-        }
-
-        #[no_mangle]
-        #[doc = concat!("SQL `", $sql, "(text)`")]
-        ///
-        /// # Safety
-        /// For PostgreSQL to call, through the SQL declaration below: `fcinfo` must be the
-        /// call frame of a call with one `text` argument.
-        #[pg_guard]
-        pub unsafe extern "C-unwind" fn $sym(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-            // SAFETY: PostgreSQL calls this through the SQL declaration below: one text
-            // argument in a valid call frame.
-            let name = unsafe { text_arg(fcinfo) };
-            named_fn!(@body $kind, name, $mode $(, $scope)?)
-        }
+        one_text_fn!($sym, $finfo, $sql, |fcinfo, name| named_fn!(@body $kind, name, $mode $(, $scope)?));
     };
     (@body lock, $name:ident, $mode:ident, $scope:ident) => {{
         lock::acquire(&[Target::named($name)], Mode::$mode, Scope::$scope, Wait::Forever);

@@ -229,6 +229,28 @@ async def execute(conn: Any, sql: str) -> None:
         await conn.execute(text(sql))
 
 
+# Each flavor's (session lock, transaction lock) classes.
+LOCK_CLASSES: dict[str, tuple[Any, Any]] = {
+    "psycopg": (pnl_psycopg.SessionLock, pnl_psycopg.XactLock),
+    "psycopg_async": (pnl_psycopg.AsyncSessionLock, pnl_psycopg.AsyncXactLock),
+    "sqlalchemy": (pnl_sqlalchemy.SessionLock, pnl_sqlalchemy.XactLock),
+}
+
+
+@asynccontextmanager
+async def in_thread(cm: Any) -> AsyncIterator[Any]:
+    """`with cm:` for the synchronous flavor: entered and exited in a worker thread, as
+    its other calls are made, with the body's exception (if any) passed to __exit__."""
+    value = await asyncio.to_thread(cm.__enter__)
+    try:
+        yield value
+    except BaseException as e:
+        if not await asyncio.to_thread(cm.__exit__, type(e), e, e.__traceback__):
+            raise
+    else:
+        await asyncio.to_thread(cm.__exit__, None, None, None)
+
+
 class Flavor:
     """Pools, connections and lock objects of one client flavor."""
 
@@ -301,20 +323,12 @@ class Flavor:
                 await engine.dispose()
 
     def session_lock(self, bind: Any, name: Any, **kwargs: Any) -> Lock:
-        cls = {
-            "psycopg": pnl_psycopg.SessionLock,
-            "psycopg_async": pnl_psycopg.AsyncSessionLock,
-            "sqlalchemy": pnl_sqlalchemy.SessionLock,
-        }[self.kind]
-        return Lock(cls(bind, name, **kwargs), self.sync)
+        session_cls, _ = LOCK_CLASSES[self.kind]
+        return Lock(session_cls(bind, name, **kwargs), self.sync)
 
     def xact_lock(self, conn: Any, name: Any, **kwargs: Any) -> Lock:
-        cls = {
-            "psycopg": pnl_psycopg.XactLock,
-            "psycopg_async": pnl_psycopg.AsyncXactLock,
-            "sqlalchemy": pnl_sqlalchemy.XactLock,
-        }[self.kind]
-        return Lock(cls(conn, name, **kwargs), self.sync)
+        _, xact_cls = LOCK_CLASSES[self.kind]
+        return Lock(xact_cls(conn, name, **kwargs), self.sync)
 
     async def commit(self, conn: Any) -> None:
         if self.sync:
@@ -337,15 +351,8 @@ class Flavor:
     @asynccontextmanager
     async def advisory_lock(self, bind: Any, name: Any, **kwargs: Any) -> AsyncIterator[bool]:
         if self.kind == "psycopg":
-            cm = pnl_psycopg.advisory_lock(bind, name, **kwargs)
-            acquired = await asyncio.to_thread(cm.__enter__)
-            try:
+            async with in_thread(pnl_psycopg.advisory_lock(bind, name, **kwargs)) as acquired:
                 yield acquired
-            except BaseException as e:
-                if not await asyncio.to_thread(cm.__exit__, type(e), e, e.__traceback__):
-                    raise
-            else:
-                await asyncio.to_thread(cm.__exit__, None, None, None)
         else:
             fn = pnl_psycopg.async_advisory_lock if self.kind == "psycopg_async" else pnl_sqlalchemy.advisory_lock
             async with fn(bind, name, **kwargs) as acquired:
@@ -355,14 +362,8 @@ class Flavor:
     async def locked(self, lock: Lock) -> AsyncIterator[Any]:
         """`with lock:` / `async with lock:`, whichever the flavor has."""
         if self.sync:
-            obj = await asyncio.to_thread(lock.lock.__enter__)
-            try:
+            async with in_thread(lock.lock) as obj:
                 yield obj
-            except BaseException as e:
-                if not await asyncio.to_thread(lock.lock.__exit__, type(e), e, e.__traceback__):
-                    raise
-            else:
-                await asyncio.to_thread(lock.lock.__exit__, None, None, None)
         else:
             async with lock.lock as obj:
                 yield obj

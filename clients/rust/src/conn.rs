@@ -85,26 +85,20 @@ pub fn config(dsn: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result
             }
         }
     }
-    if c.get_user().is_none() {
-        if let Some(u) = var("PGUSER") {
-            c.user(u);
-        }
+    // A setting the DSN leaves out, from its variable: `from_env!(getter, setter, "PGVAR")`.
+    macro_rules! from_env {
+        ($get:ident, $set:ident, $var:literal) => {
+            if c.$get().is_none() {
+                if let Some(v) = var($var) {
+                    c.$set(v);
+                }
+            }
+        };
     }
-    if c.get_dbname().is_none() {
-        if let Some(d) = var("PGDATABASE") {
-            c.dbname(d);
-        }
-    }
-    if c.get_password().is_none() {
-        if let Some(p) = var("PGPASSWORD") {
-            c.password(p);
-        }
-    }
-    if c.get_options().is_none() {
-        if let Some(o) = var("PGOPTIONS") {
-            c.options(o);
-        }
-    }
+    from_env!(get_user, user, "PGUSER");
+    from_env!(get_dbname, dbname, "PGDATABASE");
+    from_env!(get_password, password, "PGPASSWORD");
+    from_env!(get_options, options, "PGOPTIONS");
     if c.get_application_name().is_none() {
         c.application_name(var("PGAPPNAME").unwrap_or_else(|| APPLICATION_NAME.to_owned()));
     }

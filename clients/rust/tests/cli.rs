@@ -13,6 +13,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
+use tokio_postgres::types::{FromSqlOwned, ToSql};
 use tokio_postgres::{Client, Config, NoTls};
 
 /// "promptly": a generous upper bound, never a timing assertion
@@ -104,6 +105,11 @@ async fn client() -> Client {
     c
 }
 
+/// The value of a query that returns one row of one column.
+async fn value<T: FromSqlOwned>(c: &Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> T {
+    c.query_one(sql, params).await.unwrap().get(0)
+}
+
 async fn eventually<F, Fut>(what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
@@ -128,11 +134,44 @@ async fn cli_holder(c: &Client, name: &str) -> Option<i32> {
     .map(|r| r.get(0))
 }
 
-async fn holders(c: &Client, name: &str) -> Vec<i32> {
-    c.query_one("SELECT named_lock_holders($1)", &[&name])
+/// Waits until a `pg-named-lock` holds `name`; its backend.
+async fn cli_holds(c: &Client, name: &str) -> i32 {
+    eventually("the CLI holds the lock", || async {
+        cli_holder(c, name).await.is_some()
+    })
+    .await;
+    cli_holder(c, name).await.unwrap()
+}
+
+/// How many `pg-named-lock`s wait for `name`.
+async fn cli_waiters(c: &Client, name: &str) -> i64 {
+    value(
+        c,
+        "SELECT count(*) FROM advisory_locks_v
+          WHERE lock_name = $1 AND NOT granted AND application_name = 'pg-named-lock'",
+        &[&name],
+    )
+    .await
+}
+
+/// Terminates the lock session of `child`, a `pg-named-lock` that holds `name`: its output
+/// and how long it took to end after that.
+async fn lose_the_lock_connection(c: &Client, name: &str, child: Child) -> (Output, Duration) {
+    let backend = cli_holds(c, name).await;
+    let killed_at = Instant::now();
+    c.execute("SELECT pg_terminate_backend($1)", &[&backend])
         .await
-        .unwrap()
-        .get(0)
+        .unwrap();
+    let o = finish(child).await;
+    (o, killed_at.elapsed())
+}
+
+async fn holders(c: &Client, name: &str) -> Vec<i32> {
+    value(c, "SELECT named_lock_holders($1)", &[&name]).await
+}
+
+async fn check(c: &Client, name: &str, token: i64) -> bool {
+    value(c, "SELECT named_lock_check($1, $2)", &[&name, &token]).await
 }
 
 fn alive(pid: i32) -> bool {
@@ -191,23 +230,13 @@ async fn the_command_gets_the_name_and_the_fencing_token() {
     let (got_name, token) = seen.trim().split_once(' ').unwrap();
     assert_eq!(got_name, name);
     let token: i64 = token.parse().expect("a numeric token");
-    let valid: bool = c
-        .query_one("SELECT named_lock_check($1, $2)", &[&name, &token])
-        .await
-        .unwrap()
-        .get(0);
     assert!(
-        valid,
+        check(&c, &name, token).await,
         "the token is the grant's: named_lock_check is true while it runs"
     );
     std::fs::write(dir.join("go"), "").unwrap();
     assert_eq!(code(&finish(child).await), 0);
-    let valid: bool = c
-        .query_one("SELECT named_lock_check($1, $2)", &[&name, &token])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(!valid, "released");
+    assert!(!check(&c, &name, token).await, "released");
 
     // --shared: no token, and none inherited from the environment either
     let mut cmd = cli();
@@ -312,15 +341,7 @@ async fn wait_runs_after_the_holder() {
     eventually("A runs", || async { read(&dir.join("log")) == "A-start\n" }).await;
     let b = run_sh(&dir, &["--wait", &name], "echo B >> log");
     eventually("B waits on the server", || async {
-        c.query_one(
-            "SELECT count(*) FROM advisory_locks_v
-              WHERE lock_name = $1 AND NOT granted AND application_name = 'pg-named-lock'",
-            &[&name],
-        )
-        .await
-        .unwrap()
-        .get::<_, i64>(0)
-            == 1
+        cli_waiters(&c, &name).await == 1
     })
     .await;
     assert_eq!(read(&dir.join("log")), "A-start\n", "B has not run");
@@ -339,18 +360,8 @@ async fn a_lost_lock_connection_stops_the_command() {
         "echo $$ > pid.tmp && mv pid.tmp pid; exec sleep 30",
     );
     let pid = pid_in(&dir.join("pid")).await;
-    eventually("the CLI holds the lock", || async {
-        cli_holder(&c, &name).await.is_some()
-    })
-    .await;
-    let backend = cli_holder(&c, &name).await.unwrap();
     assert!(alive(pid));
-    let killed_at = Instant::now();
-    c.execute("SELECT pg_terminate_backend($1)", &[&backend])
-        .await
-        .unwrap();
-    let o = finish(child).await;
-    let took = killed_at.elapsed();
+    let (o, took) = lose_the_lock_connection(&c, &name, child).await;
     assert_eq!(code(&o), 70, "{}", stderr(&o));
     assert!(
         took < Duration::from_secs(5),
@@ -371,17 +382,7 @@ async fn a_command_that_ignores_sigterm_gets_sigkill_after_the_grace() {
     let script = "trap '' TERM; echo $$ > pid.tmp && mv pid.tmp pid; while :; do sleep 0.1; done";
     let child = run_sh(&dir, &["--grace", "1s", &name], script);
     let pid = pid_in(&dir.join("pid")).await;
-    eventually("the CLI holds the lock", || async {
-        cli_holder(&c, &name).await.is_some()
-    })
-    .await;
-    let backend = cli_holder(&c, &name).await.unwrap();
-    let killed_at = Instant::now();
-    c.execute("SELECT pg_terminate_backend($1)", &[&backend])
-        .await
-        .unwrap();
-    let o = finish(child).await;
-    let took = killed_at.elapsed();
+    let (o, took) = lose_the_lock_connection(&c, &name, child).await;
     assert_eq!(code(&o), 70, "{}", stderr(&o));
     assert!(
         took >= Duration::from_secs(1),
@@ -409,10 +410,7 @@ async fn signals_are_forwarded_to_the_command() {
         );
         let cli_pid = child.id().unwrap() as i32;
         let pid = pid_in(&dir.join(&pidfile)).await;
-        eventually("the CLI holds the lock", || async {
-            cli_holder(&c, &name).await.is_some()
-        })
-        .await;
+        cli_holds(&c, &name).await;
         // SAFETY: a signal to the process we started
         unsafe { libc::kill(cli_pid, signo) };
         let o = finish(child).await;
@@ -500,14 +498,7 @@ async fn a_signal_while_waiting_gives_up_the_wait() {
     let child = run_sh(&dir, &[&name], "touch ran");
     let cli_pid = child.id().unwrap() as i32;
     eventually("the CLI waits on the server", || async {
-        c.query_one(
-            "SELECT count(*) FROM advisory_locks_v WHERE lock_name = $1 AND NOT granted",
-            &[&name],
-        )
-        .await
-        .unwrap()
-        .get::<_, i64>(0)
-            == 1
+        cli_waiters(&c, &name).await == 1
     })
     .await;
     // SAFETY: a signal to the process we started
@@ -519,16 +510,7 @@ async fn a_signal_while_waiting_gives_up_the_wait() {
     // the lock is free: a waiting backend does not read its socket)
     eventually(
         "the wait is cancelled while the lock is still held",
-        || async {
-            c.query_one(
-                "SELECT count(*) FROM advisory_locks_v WHERE lock_name = $1 AND NOT granted",
-                &[&name],
-            )
-            .await
-            .unwrap()
-            .get::<_, i64>(0)
-                == 0
-        },
+        || async { cli_waiters(&c, &name).await == 0 },
     )
     .await;
     c.execute("SELECT unlock_named($1)", &[&name])
@@ -550,13 +532,7 @@ async fn a_lease_is_renewed_while_the_command_runs() {
         .parse()
         .expect("a leased lock has a token");
     let started = Instant::now();
-    let backend = {
-        eventually("the CLI holds the lock", || async {
-            cli_holder(&c, &name).await.is_some()
-        })
-        .await;
-        cli_holder(&c, &name).await.unwrap()
-    };
+    let backend = cli_holds(&c, &name).await;
     // past two lease lengths: only renewals keep an idle session alive that long
     tokio::time::sleep(Duration::from_millis(2200).saturating_sub(started.elapsed())).await;
     let row = c
@@ -591,10 +567,7 @@ async fn a_paused_holder_loses_its_lease_and_its_command() {
     );
     let cli_pid = child.id().unwrap() as i32;
     let pid = pid_in(&dir.join("pid")).await;
-    eventually("the CLI holds the lock", || async {
-        cli_holder(&c, &name).await.is_some()
-    })
-    .await;
+    cli_holds(&c, &name).await;
     // SAFETY: signals to the process we started
     unsafe { libc::kill(cli_pid, libc::SIGSTOP) };
     eventually(
@@ -635,11 +608,7 @@ async fn key_equals_the_servers() {
             .await
             .unwrap();
         assert_eq!(code(&o), 0, "{}", stderr(&o));
-        let server: i64 = c
-            .query_one("SELECT named_lock_key($1)", &[&name])
-            .await
-            .unwrap()
-            .get(0);
+        let server: i64 = value(&c, "SELECT named_lock_key($1)", &[&name]).await;
         assert_eq!(
             String::from_utf8_lossy(&o.stdout).trim(),
             server.to_string(),
@@ -668,11 +637,7 @@ async fn key_equals_the_servers() {
 async fn status_and_stats_show_the_lock() {
     let (c, dir, name) = (client().await, scratch("status"), unique("status"));
     let child = run_sh(&dir, &[&name], WAIT_FOR_GO);
-    eventually("the CLI holds the lock", || async {
-        cli_holder(&c, &name).await.is_some()
-    })
-    .await;
-    let backend = cli_holder(&c, &name).await.unwrap();
+    let backend = cli_holds(&c, &name).await;
 
     let o = cli()
         .args(["status", &name, "--json"])

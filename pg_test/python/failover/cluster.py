@@ -9,11 +9,10 @@ import os
 import pwd
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
-import psycopg
+import pgtest_util
 
 # The longest any single wait may take: the suite asserts behaviour, not speed.
 PATIENCE = 60.0
@@ -110,39 +109,40 @@ def processes_in(directory):
 
 
 def wait_until(pred, timeout=PATIENCE, what="condition", interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    """pgtest_util.wait_until, by default as patient as this suite."""
+    return pgtest_util.wait_until(pred, timeout, what, interval)
 
 
-def connect_retry(dsn, timeout=PATIENCE, **kw):
-    """Connect, retrying while the server refuses (starting up, in crash recovery)."""
-    deadline = time.monotonic() + timeout
-    while True:
+class _Postgres:
+    """What a Server and a PatroniNode share: a PostgreSQL data directory (self.data)
+    and port (self.port), and a log (self.log)."""
+
+    def postmaster_pid(self):
+        """The pid in postmaster.pid, or None."""
         try:
-            return psycopg.connect(dsn, connect_timeout=5, **kw)
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+            with open(os.path.join(self.data, "postmaster.pid"), encoding="ascii") as f:
+                return int(f.readline())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def log_text(self):
+        try:
+            with open(self.log, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def dsn(self, dbname="postgres"):
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
+
+    def connect(self, dbname="postgres", autocommit=True, timeout=PATIENCE, **kw):
+        """A connection, retried while the server refuses (starting up, in crash recovery)."""
+        return pgtest_util.connect_retry(
+            self.dsn(dbname), timeout=timeout, connect_timeout=5, autocommit=autocommit, **kw
+        )
 
 
-def one(conn, sql, params=None):
-    """The first column of the first row."""
-    row = conn.execute(sql, params).fetchone()
-    return None if row is None else row[0]
-
-
-def sqlstate(exc):
-    return getattr(getattr(exc, "diag", None), "sqlstate", None)
-
-
-class Server:
+class Server(_Postgres):
     """One PostgreSQL data directory at DIR/data, listening on 127.0.0.1:port and in
     DIR/sock, logging to DIR/server.log."""
 
@@ -209,31 +209,10 @@ class Server:
     def promote(self):
         self.pg_ctl("-w", "-t", str(int(PATIENCE)), "promote")
 
-    def postmaster_pid(self):
-        """The pid in postmaster.pid, or None."""
-        try:
-            with open(os.path.join(self.data, "postmaster.pid"), encoding="ascii") as f:
-                return int(f.readline())
-        except (FileNotFoundError, ValueError):
-            return None
-
     def kill_hard(self):
         """SIGKILL the postmaster and every process left in the data directory (its
         children do not outlive it for long anyway); return once all are gone."""
         kill_dir(self.data, self.postmaster_pid())
-
-    def log_text(self):
-        try:
-            with open(self.log, encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def dsn(self, dbname="postgres"):
-        return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
-
-    def connect(self, dbname="postgres", autocommit=True, timeout=PATIENCE, **kw):
-        return connect_retry(self.dsn(dbname), timeout=timeout, autocommit=autocommit, **kw)
 
 
 def become_subreaper():
@@ -282,12 +261,13 @@ def _cwd(pid):
         return None
 
 
-class PatroniNode:
+class PatroniNode(_Postgres):
     """One Patroni member: its YAML configuration, data directory and REST API; Patroni
-    runs as the server user and starts its PostgreSQL (Debian's 15) itself."""
+    runs as the server user and starts its PostgreSQL (Debian's 15) itself, on port
+    `pg_port`. Its log is Patroni's."""
 
     def __init__(self, root, scope, name, pg_port, api_port, etcd, bindir, preload=True):
-        self.scope, self.name, self.pg_port, self.api_port = scope, name, pg_port, api_port
+        self.scope, self.name, self.port, self.api_port = scope, name, pg_port, api_port
         self.etcd, self.bindir, self.preload = etcd, bindir, preload
         self.dir = os.path.join(root, name)
         self.data = os.path.join(self.dir, "data")
@@ -298,7 +278,7 @@ class PatroniNode:
         self.proc = None
 
     def __repr__(self):
-        return f"PatroniNode({self.name}: pg {self.pg_port}, api {self.api_port})"
+        return f"PatroniNode({self.name}: pg {self.port}, api {self.api_port})"
 
     def write_config(self, ttl, loop_wait, retry_timeout):
         make_dir(self.dir)
@@ -333,8 +313,8 @@ class PatroniNode:
                 "initdb": [{"encoding": "UTF8"}, {"locale": "C"}],
             },
             "postgresql": {
-                "listen": f"127.0.0.1:{self.pg_port}",
-                "connect_address": f"127.0.0.1:{self.pg_port}",
+                "listen": f"127.0.0.1:{self.port}",
+                "connect_address": f"127.0.0.1:{self.port}",
                 "data_dir": self.data,
                 "bin_dir": self.bindir,
                 "pgpass": os.path.join(self.dir, "pgpass"),
@@ -379,13 +359,6 @@ class PatroniNode:
     def state(self):
         return self.api("/patroni")[1] or {}
 
-    def postmaster_pid(self):
-        try:
-            with open(os.path.join(self.data, "postmaster.pid"), encoding="ascii") as f:
-                return int(f.readline())
-        except (FileNotFoundError, ValueError):
-            return None
-
     def kill_hard(self):
         """SIGKILL Patroni, then its PostgreSQL (postmaster first, then every process in
         its data directory), so that nothing of this member runs any more."""
@@ -402,16 +375,3 @@ class PatroniNode:
     def stop(self):
         """At teardown: no graceful shutdown needed, the cluster is thrown away."""
         self.kill_hard()
-
-    def dsn(self, dbname="postgres"):
-        return f"host=127.0.0.1 port={self.pg_port} user=postgres dbname={dbname}"
-
-    def connect(self, dbname="postgres", autocommit=True, timeout=PATIENCE, **kw):
-        return connect_retry(self.dsn(dbname), timeout=timeout, autocommit=autocommit, **kw)
-
-    def log_text(self):
-        try:
-            with open(self.log, encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""

@@ -6,17 +6,14 @@ themselves: the point is to crash, restart and promote them."""
 
 import os
 
-import cluster
 import pytest
+
+import cluster
+import pgtest_util
 
 cluster.become_subreaper()
 
-
-def env(name):
-    value = os.environ.get(name)
-    if not value:
-        pytest.fail(f"{name} is not set: run the suite with scripts/failover-tests.sh VERSION", pytrace=False)
-    return value
+env = pgtest_util.env_reader("scripts/failover-tests.sh VERSION")
 
 
 # Port slots, each FAILOVER_PORT_BASE + 20 * slot (scripts/failover-tests.sh).
@@ -67,28 +64,20 @@ def preload():
     return [f"shared_preload_libraries = '{cluster.PRELOAD}'"]
 
 
-class Procs:
+class Procs(pgtest_util.Connections):
     """Every server and connection a test starts, killed and closed at teardown, also
     when the test failed half-way."""
 
     def __init__(self):
+        super().__init__()
         self.items = []
-        self.conns = []
 
     def add(self, item):
         self.items.append(item)
         return item
 
-    def conn(self, conn):
-        self.conns.append(conn)
-        return conn
-
     def close(self):
-        for c in self.conns:
-            try:
-                c.close()
-            except Exception:  # noqa: BLE001 - the server may be gone already
-                pass
+        super().close()
         errors = []
         for item in reversed(self.items):
             try:
@@ -123,7 +112,7 @@ def connect(procs):
     """Open a connection to a server or Patroni node, closed at teardown."""
 
     def open_(node, **kw):
-        return procs.conn(node.connect(**kw))
+        return procs.keep(node.connect(**kw))
 
     return open_
 

@@ -1,11 +1,15 @@
 """Fenced grants and the trigger pattern, as the failover tests use them: many grants
 through every fenced function (each checked while held and released), the protected
-table whose BEFORE UPDATE trigger refuses a write under a stale token, the timeline."""
+table whose BEFORE UPDATE trigger refuses a write under a stale token, the timeline; and
+the steps of the story test_promote and test_patroni both tell, whatever promotes the
+standby (last in this file)."""
 
 import os
 
 import psycopg
-from cluster import PATIENCE, one, sqlstate, wait_until
+
+from cluster import PATIENCE, wait_until
+from pgtest_util import one, sqlstate
 
 COUNTER_BITS = 47
 COUNTER_MASK = (1 << COUNTER_BITS) - 1
@@ -196,3 +200,71 @@ def assert_standby_refuses_tokens(conn, name):
                 conn.execute("ROLLBACK")
     assert one(conn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()") == 0
     assert one(conn, "SELECT named_lock_token(%s)", (name,)) is None
+
+
+# The story of test_promote and test_patroni: a primary hands out tokens and writes the
+# protected row under one; a streaming standby copies it, and a writer of the primary (a
+# zombie once the primary dies) writes the row last; once the standby is promoted, its
+# tokens outrank every token of the old primary, and the trigger refuses those.
+
+def first_write(conns, names, row_lock, n):
+    """On a new cluster's primary: the protected table, `n` fenced grants over `conns`
+    on timeline 1, then row 1 written under a fenced grant of `row_lock` (released). The
+    grants' tokens and the row's."""
+    conn = conns[0]
+    setup_protected_table(conn)
+    assert timeline(conn) == 1
+    before = grants(conns, names, n)
+    assert {tl_of(t) for t in before} == {1}
+    first = one(conn, "SELECT lock_named_fenced(%s)", (row_lock,))
+    assert first > max(before)
+    conn.execute("INSERT INTO fenced_rows VALUES (1, %s, %s, 'first')", (row_lock, first))
+    assert one(conn, "SELECT unlock_named(%s)", (row_lock,)) is True
+    return before, first
+
+
+def replicated_write(primary, writer, standby, row_lock, payload):
+    """`writer`, a session of the primary (as `primary` is), takes the row's lock and
+    writes row 1 under its token, with `payload`; `standby`, a session on a streaming
+    standby, replays the write and refuses tokens. The writer's token (it keeps the
+    lock)."""
+    token = one(writer, "SELECT lock_named_fenced(%s)", (row_lock,))
+    assert write_row(writer, 1, token, payload) is None
+    wait_replayed(primary, standby, f"the standby to replay the write {payload!r}")
+    assert row(standby, 1) == (token, payload)
+    assert_standby_refuses_tokens(standby, row_lock)
+    return token
+
+
+def tokens_after_promotion(survivor, conns, names, n, old, tl):
+    """On a promoted server, now on timeline `tl`: a fenced grant in `survivor` (a
+    session opened before the promotion), then `n` grants over `conns`, all of them
+    larger than every token in `old` (the old primary's). The `n` grants' tokens."""
+    assert timeline(conns[0]) == tl
+    t = one(survivor, "SELECT lock_named_fenced(%s)", (names[0],))
+    assert tl_of(t) == tl and t > max(old)
+    assert one(survivor, "SELECT unlock_named(%s)", (names[0],)) is True
+    new = grants(conns, names, n)
+    assert min(new) > t
+    assert {tl_of(x) for x in new} == {tl}
+    return new
+
+
+def trigger_refuses_old_tokens(conn, holder, row_lock, old_tokens, payload):
+    """The trigger pattern on a promoted server, whose row 1 was last written under one
+    of `old_tokens` (tokens of the old primary, none older than that write): none of them
+    writes the row from `conn`, their grants holding nothing here (55P03), also while
+    `holder` holds the row's lock; then `holder` writes it under its token, with
+    `payload`, and from then on they are stale. The holder's token (it keeps the lock)."""
+    for t in old_tokens:
+        assert write_row(conn, 1, t, "zombie") == NOT_HELD, t
+    token = one(holder, "SELECT lock_named_fenced(%s)", (row_lock,))
+    assert token > max(old_tokens)
+    for t in old_tokens:
+        assert write_row(conn, 1, t, "zombie") == NOT_HELD, t
+    assert write_row(holder, 1, token, payload) is None
+    assert row(conn, 1) == (token, payload)
+    for t in old_tokens:
+        assert write_row(conn, 1, t, "zombie") == STALE, t
+    assert row(conn, 1) == (token, payload)
+    return token

@@ -11,21 +11,19 @@ import time
 import uuid
 
 import pytest
-from cluster import PatroniNode, gone, one, wait_until
+
+from cluster import PatroniNode, gone, wait_until
 from fencing import (
-    NOT_HELD,
-    STALE,
-    assert_standby_refuses_tokens,
+    first_write,
     grants,
     outrun_copy,
+    replicated_write,
     row,
-    setup_protected_table,
-    timeline,
-    tl_of,
-    wait_replayed,
+    tokens_after_promotion,
+    trigger_refuses_old_tokens,
     wait_streaming_async,
-    write_row,
 )
+from pgtest_util import one
 
 TTL, LOOP_WAIT, RETRY_TIMEOUT = 10, 1, 3
 # Bound of the failover: the leader key expires within TTL, then one or two loops.
@@ -82,12 +80,7 @@ def test_patroni_failover_outranks_every_token_of_the_old_leader(nodes, connect,
     wait_role(node1, ("master", "primary"))
     wait_until(node1.is_primary, what="node1 to hold the leader lock")
     leader, leader2 = connect(node1), connect(node1)
-    setup_protected_table(leader)
-    assert timeline(leader) == 1
-    before = grants([leader, leader2], names, 100)
-    first = one(leader, "SELECT lock_named_fenced(%s)", (row_lock,))
-    leader.execute("INSERT INTO fenced_rows VALUES (1, %s, %s, 'first')", (row_lock, first))
-    assert one(leader, "SELECT unlock_named(%s)", (row_lock,)) is True
+    before, first = first_write([leader, leader2], names, row_lock, 100)
 
     node2.start()
     wait_role(node2, ("replica",))
@@ -99,14 +92,10 @@ def test_patroni_failover_outranks_every_token_of_the_old_leader(nodes, connect,
 
     # Grants after the replica exists; the old leader's writer and its replicated write.
     after = grants([leader, leader2], names, 100)
-    assert min(after) > first > max(before)
+    assert min(after) > first
     after.append(outrun_copy(leader, names[0], node2.data))
     zombie = connect(node1)
-    zt = one(zombie, "SELECT lock_named_fenced(%s)", (row_lock,))
-    assert write_row(zombie, 1, zt, "old leader") is None
-    wait_replayed(leader, replica, "the replica to replay the old leader's write")
-    assert row(replica, 1) == (zt, "old leader")
-    assert_standby_refuses_tokens(replica, row_lock)
+    zt = replicated_write(leader, zombie, replica, row_lock, "old leader")
     last = grants([leader, leader2], names, 50)
     old = [*before, first, *after, zt, *last]
     assert max(old) == last[-1]
@@ -124,22 +113,10 @@ def test_patroni_failover_outranks_every_token_of_the_old_leader(nodes, connect,
     # On the new leader (the replica's session from before the failover, too).
     new_leader, new2 = connect(node2), connect(node2)
     wait_until(lambda: one(new_leader, "SELECT NOT pg_is_in_recovery()"), what="node2 out of recovery")
-    tl = timeline(new_leader)
-    assert tl == 2
-    t = one(replica, "SELECT lock_named_fenced(%s)", (names[0],))
-    assert tl_of(t) == tl and t > max(old)
-    assert one(replica, "SELECT unlock_named(%s)", (names[0],)) is True
-    new = grants([new_leader, new2], names, 100)
-    assert min(new) > t
-    assert {tl_of(x) for x in new} == {tl}
+    tokens_after_promotion(replica, [new_leader, new2], names, 100, old, tl=2)
 
     # The trigger pattern: the old leader's tokens write nothing on the new leader.
     assert row(new_leader, 1) == (zt, "old leader")
-    assert write_row(new_leader, 1, zt, "zombie") == NOT_HELD
-    assert write_row(new_leader, 1, max(old), "zombie") == NOT_HELD
     holder = connect(node2)
-    nt = one(holder, "SELECT lock_named_fenced(%s)", (row_lock,))
-    assert write_row(new_leader, 1, zt, "zombie") == NOT_HELD
-    assert write_row(holder, 1, nt, "new leader") is None
-    assert write_row(new_leader, 1, max(old), "zombie") == STALE
+    nt = trigger_refuses_old_tokens(new_leader, holder, row_lock, (zt, max(old)), "new leader")
     assert row(new2, 1) == (nt, "new leader")

@@ -12,22 +12,23 @@ import os
 import uuid
 
 import psycopg
-from cluster import one, sqlstate
+
 from fencing import (
     FENCE_FILE,
     NOT_HELD,
-    STALE,
-    assert_standby_refuses_tokens,
+    first_write,
     grants,
     outrun_copy,
+    replicated_write,
     row,
-    setup_protected_table,
     timeline,
     tl_of,
-    wait_replayed,
+    tokens_after_promotion,
+    trigger_refuses_old_tokens,
     wait_streaming_async,
     write_row,
 )
+from pgtest_util import one, sqlstate
 
 PRIMARY_CONF = ["wal_level = replica", "hot_standby = on", "max_wal_senders = 4", "wal_keep_size = '64MB'"]
 
@@ -41,15 +42,8 @@ def test_promoted_standby_outranks_every_token_of_the_old_primary(server, connec
     primary.init(*preload, *PRIMARY_CONF)
     primary.start()
     p1, p2 = connect(primary), connect(primary)
-    setup_protected_table(p1)
-    assert timeline(p1) == 1
-    before = grants([p1, p2], names, 200)
-    assert {tl_of(t) for t in before} == {1}
     # the protected row, first written under a fenced grant
-    first = one(p1, "SELECT lock_named_fenced(%s)", (row_lock,))
-    assert first > max(before)
-    p1.execute("INSERT INTO fenced_rows VALUES (1, %s, %s, 'first')", (row_lock, first))
-    assert one(p1, "SELECT unlock_named(%s)", (row_lock,)) is True
+    before, first = first_write([p1, p2], names, row_lock, 200)
 
     standby = server("standby")
     standby.basebackup_from(primary)
@@ -61,18 +55,14 @@ def test_promoted_standby_outranks_every_token_of_the_old_primary(server, connec
     # Grants after the base backup: the standby knows nothing of them. So many that the
     # primary's counter passes the one the standby's copy of the fence file starts from.
     after = grants([p1, p2], names, 200)
-    assert min(after) > max(before)
+    assert min(after) > first
     after.append(outrun_copy(p1, names[0], standby.data))
     # The old primary's writer: holds the row's lock, writes under its token; the write
     # replicates (replay awaited) and the writer stays, a zombie once the primary dies.
-    zombie = connect(primary)
-    zt = one(zombie, "SELECT lock_named_fenced(%s)", (row_lock,))
-    assert zt > max(after)
-    assert write_row(zombie, 1, zt, "old primary") is None
-    wait_replayed(p1, s, "the standby to replay the old primary's write")
-    assert row(s, 1) == (zt, "old primary")
     # A hot standby refuses tokens (25006); the token functions answer there.
-    assert_standby_refuses_tokens(s, row_lock)
+    zombie = connect(primary)
+    zt = replicated_write(p1, zombie, s, row_lock, "old primary")
+    assert zt > max(after)
     assert one(s, "SELECT named_lock_check(%s, %s)", (row_lock, zt)) is False
     try:
         s.execute("SELECT named_lock_assert(%s, %s)", (row_lock, zt))
@@ -90,31 +80,17 @@ def test_promoted_standby_outranks_every_token_of_the_old_primary(server, connec
     # The session opened on the standby during recovery takes tokens now, on timeline 2.
     assert one(s, "SELECT pg_is_in_recovery()") is False
     n1, n2 = connect(standby), connect(standby)
-    tl = timeline(n1)
-    assert tl == 2
-    t = one(s, "SELECT lock_named_fenced(%s)", (names[0],))
-    assert tl_of(t) == tl and t > max(old)
-    assert one(s, "SELECT unlock_named(%s)", (names[0],)) is True
-    new = grants([n1, n2, s], names, 200)
-    assert min(new) > t
-    assert {tl_of(x) for x in new} == {tl}
+    new = tokens_after_promotion(s, [n1, n2, s], names, 200, old, tl=2)
     assert os.path.exists(os.path.join(standby.data, FENCE_FILE))
 
     # The trigger pattern on the new primary. The zombie's token (the row's last write)
-    # is not older than the row, but its grant holds nothing here: refused.
+    # is not older than the row, but its grant holds nothing here: refused, also while
+    # the new holder holds the lock; once the holder wrote the row, every old token is
+    # older than the row's last write.
     assert row(n1, 1) == (zt, "old primary")
-    assert write_row(n1, 1, zt, "zombie") == NOT_HELD
-    assert write_row(n1, 1, max(old), "zombie") == NOT_HELD
     holder = connect(standby)
-    nt = one(holder, "SELECT lock_named_fenced(%s)", (row_lock,))
+    nt = trigger_refuses_old_tokens(n1, holder, row_lock, (zt, max(old)), "new primary")
     assert nt > max(new)
-    assert write_row(n1, 1, zt, "zombie") == NOT_HELD  # also while the new holder holds it
-    assert write_row(holder, 1, nt, "new primary") is None
-    assert row(n1, 1) == (nt, "new primary")
-    # every old token is now older than the row's last write
-    assert write_row(n1, 1, zt, "zombie") == STALE
-    assert write_row(n1, 1, max(old), "zombie") == STALE
-    assert row(n1, 1) == (nt, "new primary")
     assert one(holder, "SELECT unlock_named(%s)", (row_lock,)) is True
 
     # The promoted server's crash recovery keeps it on timeline 2, its counter above
@@ -138,10 +114,7 @@ def test_promoted_standby_outranks_every_token_of_the_old_primary(server, connec
     wait_streaming_async(n1, "standby2")
     more = grants([n1, n2], names, 50)
     holder2 = connect(standby)
-    ht = one(holder2, "SELECT lock_named_fenced(%s)", (row_lock,))
-    assert write_row(holder2, 1, ht, "second primary") is None
-    wait_replayed(n1, s2, "the second standby to replay the write")
-    assert_standby_refuses_tokens(s2, row_lock)
+    ht = replicated_write(n1, holder2, s2, row_lock, "second primary")
     tl2_max = max([*new, nt, *recovered, *more, ht])
     standby.kill_hard()
     standby2.promote()
@@ -150,9 +123,6 @@ def test_promoted_standby_outranks_every_token_of_the_old_primary(server, connec
     third = grants([m1, m2], names, 50)
     assert min(third) > tl2_max > max(old)
     assert {tl_of(x) for x in third} == {3}
-    assert write_row(m1, 1, ht, "zombie 2") == NOT_HELD
     holder3 = connect(standby2)
-    t3 = one(holder3, "SELECT lock_named_fenced(%s)", (row_lock,))
-    assert write_row(holder3, 1, t3, "third primary") is None
-    assert write_row(m1, 1, ht, "zombie 2") == STALE
+    t3 = trigger_refuses_old_tokens(m1, holder3, row_lock, (ht,), "third primary")
     assert row(m2, 1) == (t3, "third primary")

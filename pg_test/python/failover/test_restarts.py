@@ -10,8 +10,9 @@ import re
 import signal
 import uuid
 
-from cluster import kill, one, wait_until
+from cluster import kill, wait_until
 from fencing import FENCE_FILE, counter_of, fence_mark, grants, tl_of
+from pgtest_util import one
 
 
 def test_tokens_grow_across_crash_restart_and_every_restart(server, connect, preload):

@@ -2,35 +2,25 @@
 passes their connection strings in FAULTS_* environment variables; a missing variable
 fails the test (a fault test that silently skips would prove nothing)."""
 
-import os
-
 import psycopg
 import pytest
 
 import helpers
-from helpers import connect_retry
+import pgtest_util
+from pgtest_util import connect_retry
+
+env = pgtest_util.env_reader("scripts/fault-tests.sh VERSION")
 
 
-def env(name):
-    value = os.environ.get(name)
-    if not value:
-        pytest.fail(f"{name} is not set: run the suite with scripts/fault-tests.sh VERSION", pytrace=False)
-    return value
-
-
-class Sessions:
+class Sessions(pgtest_util.Connections):
     """Every connection a test opens, closed at teardown even when a fault broke it."""
-
-    def __init__(self):
-        self.conns = []
 
     def open(self, dsn, autocommit=True, retry=False, **kw):
         if retry:
             conn = connect_retry(dsn, autocommit=autocommit, **kw)
         else:
             conn = psycopg.connect(dsn, autocommit=autocommit, connect_timeout=10, **kw)
-        self.conns.append(conn)
-        return conn
+        return self.keep(conn)
 
     def close(self):
         for bg in helpers.RUNNING:
@@ -41,11 +31,7 @@ class Sessions:
                     pass
                 bg.wait(10)
         helpers.RUNNING.clear()
-        for conn in self.conns:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - already broken by the test's fault
-                pass
+        super().close()
 
 
 @pytest.fixture

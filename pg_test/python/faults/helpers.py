@@ -1,13 +1,14 @@
-"""Shared helpers of the fault-injection suite: background statements, polling, keys and
-lock tags, pg_locks snapshots, killing a backend."""
+"""Shared helpers of the fault-injection suite: background statements, polling, lock
+tags, pg_locks snapshots, killing a backend (what all the suites share is in
+pgtest_util)."""
 
-import hashlib
 import os
 import subprocess
 import threading
 import time
 
-import psycopg
+import pgtest_util
+from pgtest_util import key32, key64, one, u32
 
 # The longest any single poll may take. Generous: the suite asserts behaviour, not speed.
 PATIENCE = 20.0
@@ -59,28 +60,13 @@ class Bg:
 
 
 def wait_until(pred, timeout=PATIENCE, what="condition", interval=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def one(conn, sql, params=None):
-    """The first column of the first row."""
-    row = conn.execute(sql, params).fetchone()
-    return None if row is None else row[0]
+    """pgtest_util.wait_until, as patient as this suite and polling often (the tests time
+    how promptly a lock passes on)."""
+    return pgtest_util.wait_until(pred, timeout, what, interval)
 
 
 def backend_pid(conn):
     return one(conn, "SELECT pg_backend_pid()")
-
-
-def sqlstate(exc):
-    return getattr(getattr(exc, "diag", None), "sqlstate", None)
 
 
 def is_waiting(admin, pid):
@@ -103,25 +89,13 @@ def wait_waiting(admin, pid, bg=None):
     wait_until(check, what=f"backend {pid} to wait for an advisory lock")
 
 
-# Keys, computed the way every client does (DESIGN.md §2), and checked against the server.
-
-def py_key(name):
-    return int.from_bytes(hashlib.md5(name.encode()).digest()[:8], "big", signed=True)
-
-
-def py_key32(name):
-    return int.from_bytes(hashlib.md5(name.encode()).digest()[:4], "big", signed=True)
-
-
-def u32(v):
-    return v & 0xFFFFFFFF
-
+# Lock tags, from the keys computed the way every client does, checked against the server.
 
 def named_tag(conn, name):
     """(classid, objid, objsubid) of pg_locks for lock_named(name): the bigint key split
     into its high and low 32 bits, objsubid 1."""
     k = one(conn, "SELECT named_lock_key(%s)", (name,))
-    assert k == py_key(name), f"named_lock_key({name!r}) breaks the md5 contract"
+    assert k == key64(name), f"named_lock_key({name!r}) breaks the md5 contract"
     return (u32(k >> 32), u32(k), 1)
 
 
@@ -129,12 +103,12 @@ def pair_tag(conn, namespace, item):
     """(classid, objid, objsubid) for lock_pair(namespace, item): key32(namespace) and
     key32(name) (or the id itself), objsubid 2."""
     k1 = one(conn, "SELECT named_lock_key32(%s)", (namespace,))
-    assert k1 == py_key32(namespace)
+    assert k1 == key32(namespace)
     if isinstance(item, int):
         k2 = item
     else:
         k2 = one(conn, "SELECT named_lock_key32(%s)", (item,))
-        assert k2 == py_key32(item)
+        assert k2 == key32(item)
     return (u32(k1), u32(k2), 2)
 
 
@@ -162,14 +136,3 @@ def kill_backend(pid, sig="KILL"):
     except PermissionError:
         subprocess.run(["sudo", "-n", "kill", "-" + sig, str(pid)], check=True, timeout=30)
 
-
-def connect_retry(dsn, timeout=60.0, **kw):
-    """Connect, retrying while the server refuses (starting up, in crash recovery)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return psycopg.connect(dsn, connect_timeout=10, **kw)
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)

@@ -9,19 +9,8 @@ import uuid
 
 import pytest
 
-from helpers import (
-    PATIENCE,
-    Bg,
-    advisory_rows,
-    backend_pid,
-    named_tag,
-    one,
-    pair_tag,
-    py_key,
-    sqlstate,
-    wait_until,
-    wait_waiting,
-)
+from helpers import PATIENCE, Bg, advisory_rows, backend_pid, named_tag, pair_tag, wait_until, wait_waiting
+from pgtest_util import key64, one, sqlstate
 
 # (label, statement run by the waiter, inside a transaction?) — %(n)s is the contested
 # name; the holder takes the same lock in the same key space.
@@ -51,7 +40,7 @@ def names_below(name, count, prefix):
     out, i = [], 0
     while len(out) < count:
         candidate = f"{prefix}-{i}"
-        if py_key(candidate) < py_key(name):
+        if key64(candidate) < key64(name):
             out.append(candidate)
         i += 1
     return out
@@ -72,7 +61,7 @@ def test_interrupted_wait_raises_and_holds_nothing_new(label, sql, in_xact, how,
     u = uuid.uuid4().hex[:8]
     contested = f"cancel-{u}"
     # a key from the upper half, so names sorting below it are easy to find
-    while py_key(contested) < 0:
+    while key64(contested) < 0:
         u = uuid.uuid4().hex[:8]
         contested = f"cancel-{u}"
     before_names = names_below(contested, 3, f"cancel-{u}-free")
@@ -214,7 +203,7 @@ class Model:
 @pytest.mark.parametrize("close_after", [0.0, 1.0], ids=["cycle-closed-at-once", "cycle-closed-late"])
 def test_three_session_deadlock_one_victim_survivors_hold_exactly_their_locks(close_after, main, admin):
     u = uuid.uuid4().hex[:8]
-    while py_key(f"dl-{u}-c") < 0:
+    while key64(f"dl-{u}-c") < 0:
         u = uuid.uuid4().hex[:8]
     n = {x: f"dl-{u}-{x}" for x in "acd"}
     ns, b = f"dl-{u}-ns", f"dl-{u}-b"
@@ -222,7 +211,7 @@ def test_three_session_deadlock_one_victim_survivors_hold_exactly_their_locks(cl
     n["e"] = names_below(n["c"], 1, f"dl-{u}-e")[0]
     tag = {x: named_tag(admin, n[x]) for x in "acde"}
     tag["b"] = pair_tag(admin, ns, b)
-    order = lambda names: sorted(names, key=py_key)  # noqa: E731 - the _many key order
+    order = lambda names: sorted(names, key=key64)  # noqa: E731 - the _many key order
 
     s1, s2, s3 = Session("S1", main()), Session("S2", main()), Session("S3", main())
     model = Model([s1, s2, s3])

@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 
-from helpers import PROMPTLY, Bg, advisory_rows, backend_pid, named_tag, one, wait_until, wait_waiting
+from helpers import PROMPTLY, Bg, advisory_rows, backend_pid, named_tag, wait_until, wait_waiting
+from pgtest_util import one
 
 
 def psycopg_holder(main, s_name, x_name):

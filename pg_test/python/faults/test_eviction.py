@@ -7,7 +7,8 @@ belong to a dummy process with no pid)."""
 
 import uuid
 
-from helpers import Bg, backend_pid, one, wait_waiting
+from helpers import Bg, backend_pid, wait_waiting
+from pgtest_util import one
 
 
 def test_eviction_spares_every_lock_in_use_and_only_those(main, admin, gids):

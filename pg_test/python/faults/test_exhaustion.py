@@ -8,7 +8,8 @@ size, 53400 fires first and nothing is left half-taken."""
 import psycopg
 import pytest
 
-from helpers import backend_pid, one, sqlstate, wait_until
+from helpers import backend_pid, wait_until
+from pgtest_util import one, sqlstate
 
 MANY = 100_000  # far more than the table holds: the loop always ends in an error
 CAP = 100  # below the table size on every tested version (300-600 locks)

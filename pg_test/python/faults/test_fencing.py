@@ -9,7 +9,8 @@ import uuid
 import psycopg
 import pytest
 
-from helpers import backend_pid, one, wait_until
+from helpers import backend_pid, wait_until
+from pgtest_util import one
 
 TRIGGER = """
 CREATE TABLE {t} (id int PRIMARY KEY, state text, fence bigint NOT NULL DEFAULT 0);

@@ -25,7 +25,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from helpers import PROMPTLY, Bg, backend_pid, one, sqlstate, wait_until, wait_waiting
+from helpers import PROMPTLY, Bg, backend_pid, wait_until, wait_waiting
+from pgtest_util import one, sqlstate
 
 LEASE = 1.0  # seconds, as the '1 second' the tests pass
 LATE = 1.0  # how long after the lease ran out (or the session went idle) it may end
@@ -34,6 +35,16 @@ PGBOUNCER = "/usr/sbin/pgbouncer"
 
 def lease_name(what):
     return f"lease-{what}-{uuid.uuid4().hex[:8]}"
+
+
+def leased_session(main, what):
+    """A new session on the main server that holds a fresh name under a 1 s lease: (the
+    name, the session, its backend pid)."""
+    name = lease_name(what)
+    conn = main()
+    pid = backend_pid(conn)
+    assert one(conn, "SELECT lock_named_lease(%s, '1 second')", (name,)) is True
+    return name, conn, pid
 
 
 def alive(admin, pid):
@@ -220,10 +231,7 @@ def test_a_busy_session_is_not_ended_until_it_is_idle_after_its_lease(main, admi
 
 
 def test_a_lease_renewed_by_a_busy_statement_after_it_ran_out_is_kept(main, admin):
-    name = lease_name("busy-renewed")
-    holder = main()
-    hp = backend_pid(holder)
-    assert one(holder, "SELECT lock_named_lease(%s, '1 second')", (name,)) is True
+    name, holder, hp = leased_session(main, "busy-renewed")
     # the lease runs out in the middle of the statement, which then renews it
     row = holder.execute("SELECT pg_sleep(1.5), named_lock_renew(%s)", (name,)).fetchone()
     done = time.monotonic()
@@ -278,11 +286,8 @@ def test_unlocking_ends_the_lease(main, admin):
     [("SELECT 1", "idle in transaction"), ("SELECT 1/0", "idle in transaction (aborted)")],
 )
 def test_expired_lease_ends_a_session_idle_in_a_transaction(statement, expected_state, main, admin, main_log):
-    name = lease_name("in-xact")
     mark = log_mark(main_log)
-    holder = main()
-    hp = backend_pid(holder)
-    assert one(holder, "SELECT lock_named_lease(%s, '1 second')", (name,)) is True
+    name, holder, hp = leased_session(main, "in-xact")
     t_taken = time.monotonic()
     holder.execute("BEGIN")
     try:
@@ -433,10 +438,7 @@ def test_bad_lease_arguments_are_errors_and_take_nothing(main):
 # the commit releases the last hold, and a lease record must not outlive its session.
 
 def test_the_lease_ends_when_the_commit_releases_the_last_hold(main, admin):
-    name = lease_name("xact-last")
-    conn = main()
-    pid = backend_pid(conn)
-    assert one(conn, "SELECT lock_named_lease(%s, '1 second')", (name,)) is True
+    name, conn, pid = leased_session(main, "xact-last")
     conn.execute("BEGIN")
     conn.execute("SELECT xact_lock_named(%s)", (name,))
     assert one(conn, "SELECT unlock_named(%s)", (name,)) is True  # the session hold; the xact hold stays

@@ -13,7 +13,8 @@ import uuid
 
 import pytest
 
-from helpers import PATIENCE, PROMPTLY, Bg, backend_pid, one, wait_until
+from helpers import PATIENCE, PROMPTLY, Bg, backend_pid, wait_until
+from pgtest_util import one
 
 CLIENTS = 8
 ROUNDS = 25

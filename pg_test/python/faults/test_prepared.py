@@ -9,18 +9,8 @@ import uuid
 import psycopg
 import pytest
 
-from helpers import (
-    PROMPTLY,
-    Bg,
-    advisory_rows,
-    backend_pid,
-    named_tag,
-    one,
-    pair_tag,
-    sqlstate,
-    wait_until,
-    wait_waiting,
-)
+from helpers import PROMPTLY, Bg, advisory_rows, backend_pid, named_tag, pair_tag, wait_until, wait_waiting
+from pgtest_util import one, sqlstate
 
 
 def prepared_rows(admin):

@@ -9,7 +9,8 @@ import re
 
 import psycopg
 
-from helpers import PATIENCE, Bg, advisory_rows, backend_pid, kill_backend, one, wait_until, wait_waiting
+from helpers import PATIENCE, Bg, advisory_rows, backend_pid, kill_backend, wait_until, wait_waiting
+from pgtest_util import one
 
 HOLDER_NAMES = {"crash-session", "crash-ns:crash-item", "crash-ns:7", "crash-xact", "crash-m1", "crash-m2"}
 

@@ -6,7 +6,8 @@ on the primary does not block the same name on the standby, and the other way ro
 
 import uuid
 
-from helpers import PROMPTLY, Bg, advisory_rows, backend_pid, named_tag, one, pair_tag, wait_waiting
+from helpers import PROMPTLY, Bg, advisory_rows, backend_pid, named_tag, pair_tag, wait_waiting
+from pgtest_util import one
 
 
 def test_standby_runs_every_lock_function_between_its_own_sessions(standby):

@@ -1,9 +1,8 @@
 """Shared fixtures for the property tests: connections to the server that
-scripts/property-tests.sh started, the reference key functions, and a count of the
-inputs tried (printed at the end, for the README's "bad inputs tried")."""
+scripts/property-tests.sh started, what the registry shows for a name, and a count of
+the inputs tried (printed at the end, for the README's "bad inputs tried")."""
 
 import collections
-import hashlib
 import os
 
 import psycopg
@@ -26,18 +25,6 @@ NAME_BYTES = 168  # src/registry/layout.rs: bytes of a name kept in the registry
 HIDDEN = "<insufficient privilege>"
 
 TRIED = collections.Counter()
-
-
-def key64(name: str) -> int:
-    return int.from_bytes(hashlib.md5(name.encode()).digest()[:8], "big", signed=True)
-
-
-def key32(name: str) -> int:
-    return int.from_bytes(hashlib.md5(name.encode()).digest()[:4], "big", signed=True)
-
-
-def u32(k: int) -> int:
-    return k & 0xFFFFFFFF
 
 
 def stored(label: str) -> str:

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from conftest import NAME_BYTES, TRIED, key32, key64, my_locks, stored, u32
+from conftest import NAME_BYTES, TRIED, my_locks, stored
+from pgtest_util import key32, key64, u32
 
 MB = 1_000_000
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import HIDDEN, TRIED, key64, stored
+from conftest import HIDDEN, TRIED, stored
+from pgtest_util import key64
 
 ROLES = ["regress_props_owner", "regress_props_other", "regress_props_stats"]
 

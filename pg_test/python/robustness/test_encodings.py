@@ -7,7 +7,7 @@ it reads back is the server's conversion of what the database holds."""
 
 import pytest
 
-from conftest import key64, sqlstate
+from pgtest_util import key64, one, sqlstate
 
 ENCODINGS = ["utf8", "latin1", "eucjp", "sqlascii"]
 # (name, the databases that can represent it)
@@ -17,10 +17,6 @@ NAMES = [
     ("日本語のジョブ", ["utf8", "eucjp", "sqlascii"]),
     ("rocket-🚀", ["utf8", "sqlascii"]),
 ]
-
-
-def one(conn, sql, params=None):
-    return conn.execute(sql, params).fetchone()[0]
 
 
 PG_ENCODING = {"utf8": "UTF8", "latin1": "LATIN1", "eucjp": "EUC_JP", "sqlascii": "SQL_ASCII"}

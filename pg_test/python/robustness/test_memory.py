@@ -15,7 +15,8 @@ import time
 import psycopg
 import pytest
 
-from conftest import env, sqlstate
+from conftest import env
+from pgtest_util import sqlstate
 
 MAX_NAMES_PER_CALL = 1_000_000  # src/error.rs
 

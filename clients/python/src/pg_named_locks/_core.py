@@ -1,6 +1,8 @@
-"""The driver-independent parts: keys, exceptions, argument checks and the SQL of each
-lock call. The driver modules (:mod:`pg_named_locks.psycopg`,
-:mod:`pg_named_locks.sqlalchemy`) render the SQL with their placeholder style and run it.
+"""The driver-independent parts: keys, exceptions, argument checks, the SQL of each
+lock call and the bookkeeping of a lock's holds. The driver modules
+(:mod:`pg_named_locks.psycopg`, :mod:`pg_named_locks.sqlalchemy`) render the SQL with
+their placeholder style and run it, through the steps of :mod:`pg_named_locks._session`.
+The package's public names are listed in :mod:`pg_named_locks` (``__init__``).
 """
 
 from __future__ import annotations
@@ -9,17 +11,6 @@ import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, Dict, Optional, Sequence, Union
-
-__all__ = [
-    "LockLost",
-    "LockNotAcquired",
-    "NamedLockError",
-    "Names",
-    "Seconds",
-    "lock_key",
-    "lock_key32",
-    "sqlstate",
-]
 
 #: One lock name, or a sequence of names locked together, all or nothing.
 Names = Union[str, Sequence[str]]
@@ -111,6 +102,11 @@ def sqlstate(exc: BaseException) -> Optional[str]:
     return None
 
 
+def check_blocking(blocking: bool, timeout: Optional[Seconds]) -> None:
+    if not blocking and timeout is not None:
+        raise ValueError("timeout applies to blocking=True only")
+
+
 def to_interval(value: Seconds, what: str) -> timedelta:
     """Seconds or a timedelta as a timedelta (the drivers send it as an ``interval``)."""
     if isinstance(value, timedelta):
@@ -189,8 +185,7 @@ class Target:
 
     def lock_call(self, blocking: bool, timeout: Optional[Seconds]) -> LockCall:
         """The SQL of ``acquire(blocking, timeout)``."""
-        if not blocking and timeout is not None:
-            raise ValueError("timeout applies to blocking=True only")
+        check_blocking(blocking, timeout)
         params: Dict[str, Any] = {"name": self.param}
         if timeout is not None:
             params["timeout"] = to_interval(timeout, "timeout")
@@ -269,10 +264,21 @@ class HoldState:
         if token is not None:
             self.token = token
 
+    @property
+    def current_token(self) -> Optional[int]:
+        """The token of the current hold: None when nothing is held."""
+        return self.token if self.holds > 0 else None
+
     def released_one(self) -> None:
         self.holds -= 1
         if self.holds == 0:
             self.token = None
+
+    def forget(self) -> None:
+        """Nothing is held any more, and that is no loss: the caller closed the
+        connection on purpose (after a failed release) and gets the error instead."""
+        self.holds = 0
+        self.token = None
 
     def lose(self, reason: str, cause: Optional[BaseException] = None) -> None:
         """The lock is gone (connection lost, lease expired, unlocked behind our back)."""

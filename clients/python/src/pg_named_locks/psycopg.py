@@ -43,34 +43,32 @@ about a second of the lease's end and the lock is free for others. ``lock.is_acq
 then turns False and ``lock.lost`` says why; ``release()`` returns False.
 """
 
+
 from __future__ import annotations
 
-import asyncio
 import inspect
 import select
 import threading
 from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
-from typing import Any, AsyncIterator, Iterator, Optional, Protocol, Tuple, Type, Union
+from typing import Any, AsyncIterator, Dict, Iterator, Optional, Protocol, Type, TypeVar, Union
 
 import psycopg
 from psycopg import pq
 from psycopg.rows import tuple_row
 
 from ._core import (
-    HoldState,
     LockLost,
     LockNotAcquired,
     NamedLockError,
     Names,
     Seconds,
-    Target,
-    acquired_from,
     lock_key,
     lock_key32,
     render,
     sqlstate,
 )
+from ._session import AsyncSessionSteps, SessionSteps, Steps, XactSteps, held, run_async, run_sync
 
 __all__ = [
     "AsyncSessionLock",
@@ -107,6 +105,8 @@ class AsyncPool(Protocol):
 SyncBind = Union[psycopg.Connection[Any], Pool, str]
 AsyncBind = Union[psycopg.AsyncConnection[Any], AsyncPool, str]
 AnyConnection = Union[psycopg.Connection[Any], psycopg.AsyncConnection[Any]]
+#: The connection of a class: its synchronous and asyncio twins share their code.
+Conn = TypeVar("Conn", psycopg.Connection[Any], psycopg.AsyncConnection[Any])
 
 _IDLE = pq.TransactionStatus.IDLE
 
@@ -117,6 +117,18 @@ def _placeholder(param: str) -> str:
 
 def _sql(template: str) -> str:
     return render(template, _placeholder)
+
+
+def _fetch_value(conn: AnyConnection, template: str, params: Dict[str, Any]) -> Steps[Any]:
+    """Step: the first column of the one row of a SQL template, on either connection."""
+    cur = conn.cursor(row_factory=tuple_row)
+    try:
+        yield cur.execute(_sql(template), params)
+        row = yield cur.fetchone()
+    finally:
+        yield cur.close()
+    assert row is not None
+    return row[0]
 
 
 def _begins(conn: AnyConnection) -> bool:
@@ -169,35 +181,130 @@ def _peer_gone_async(conn: psycopg.AsyncConnection[Any]) -> bool:
     return _poll_closed(conn.pgconn)
 
 
-def _check_blocking(blocking: bool, timeout: Optional[Seconds]) -> None:
-    if not blocking and timeout is not None:
-        raise ValueError("timeout applies to blocking=True only")
-
-
 def _pool_methods(bind: Any) -> bool:
     return callable(getattr(bind, "getconn", None)) and callable(getattr(bind, "putconn", None))
+
+
+class _Session(SessionSteps[Conn]):
+    """The psycopg part of :class:`SessionLock` and :class:`AsyncSessionLock`: where the
+    connection comes from and where it goes. Each twin names its connection class and
+    says how it sets autocommit."""
+
+    _GONE = "the connection was lost (the server ended the session)"
+    _ASYNC: bool
+    _connection_class: Any
+    _other_class: Any
+    # the TypeErrors of a wrong bind
+    _WRONG_CONNECTION: str
+    _WRONG_POOL: str
+    _EXPECTED: str
+
+    def __init__(self, bind: Any, name: Names, **options: Any) -> None:
+        # options: the keyword arguments of SessionLock, AsyncSessionLock and SessionSteps
+        super().__init__(name, **options)
+        self._given: Optional[Conn] = None
+        self._pool: Any = None
+        self._conninfo: Optional[str] = None
+        if isinstance(bind, self._other_class):
+            raise TypeError(self._WRONG_CONNECTION)
+        if isinstance(bind, self._connection_class):
+            self._given = bind
+        elif isinstance(bind, str):
+            self._conninfo = bind
+        elif _pool_methods(bind):
+            if inspect.iscoroutinefunction(bind.getconn) != self._ASYNC:
+                raise TypeError(self._WRONG_POOL)
+            self._pool = bind
+        else:
+            raise TypeError(f"{self._EXPECTED}, got {type(bind).__name__}")
+        self._conn = self._given
+        self._pool_autocommit = False
+
+    def _set_autocommit(self, conn: Conn, value: bool) -> Any:
+        raise NotImplementedError
+
+    def _owns(self) -> bool:
+        return self._given is None
+
+    def _checkout(self) -> Steps[Conn]:
+        if self._conn is None:
+            if self._pool is not None:
+                conn = yield self._pool.getconn()
+                # Autocommit while the lock has it: each lock call and renewal is one
+                # statement, never a moment "idle in transaction"; restored at checkin.
+                self._pool_autocommit = conn.autocommit
+                try:
+                    yield self._set_autocommit(conn, True)
+                except BaseException:
+                    yield self._pool.putconn(conn)
+                    raise
+                self._conn = conn
+            else:
+                assert self._conninfo is not None
+                self._conn = yield self._connection_class.connect(self._conninfo, autocommit=True)
+        return self._conn
+
+    def _checkin(self, discard: bool) -> Steps[None]:
+        """Give an owned connection back (to its pool, or close it); ``discard`` closes it
+        first, which ends its server session and so every lock it held."""
+        if self._given is not None:
+            return
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if not discard and self._pool is not None and not conn.closed:
+            try:
+                yield self._set_autocommit(conn, self._pool_autocommit)
+            except Exception:
+                discard = True
+        if discard or self._pool is None:
+            try:
+                yield conn.close()  # type: ignore[func-returns-value]  # (None in the synchronous twin)
+            except Exception:
+                pass
+        if self._pool is not None:
+            yield self._pool.putconn(conn)  # a closed connection is discarded and replaced
+
+    def _discard(self) -> Steps[None]:
+        return self._checkin(discard=True)
+
+    def _give_back(self) -> Steps[None]:
+        return self._checkin(discard=False)
+
+    def _value(self, conn: Conn, template: str, params: Dict[str, Any]) -> Steps[Any]:
+        return _fetch_value(conn, template, params)
+
+    def _begins(self, conn: Conn) -> bool:
+        return _begins(conn)
+
+    def _broken(self, conn: Conn) -> bool:
+        return conn.closed
+
+    def _dropped(self, conn: Conn) -> bool:
+        return conn.closed
+
+    def _interrupted(self, exc: BaseException) -> bool:
+        return not isinstance(exc, psycopg.Error)  # KeyboardInterrupt, CancelledError & co
+
+
+class _Xact(XactSteps[Conn]):
+    """The psycopg part of :class:`XactLock` and :class:`AsyncXactLock`."""
+
+    _NO_TRANSACTION: str
+
+    def _value(self, bind: Conn, template: str, params: Dict[str, Any]) -> Steps[Any]:
+        return _fetch_value(bind, template, params)
+
+    def _check_transaction(self) -> None:
+        conn = self._bind
+        if conn.autocommit and conn.info.transaction_status == _IDLE:
+            raise NamedLockError(self._NO_TRANSACTION)
 
 
 # -- synchronous ---------------------------------------------------------------------
 
 
-def _fetch(conn: psycopg.Connection[Any], template: str, params: Any) -> Tuple[Any, ...]:
-    with conn.cursor(row_factory=tuple_row) as cur:
-        cur.execute(_sql(template), params)
-        row = cur.fetchone()
-    assert row is not None
-    return row
-
-
-def _rollback_quietly(conn: psycopg.Connection[Any]) -> None:
-    # Best effort after an error: the original exception is the one worth raising.
-    try:
-        conn.rollback()
-    except Exception:
-        pass
-
-
-class SessionLock:
+class SessionLock(_Session[psycopg.Connection[Any]]):
     """A session-level named lock: held until :meth:`release` or until the connection ends.
 
     ``SessionLock(bind, name, *, shared=False, blocking=True, timeout=None, lease=None,
@@ -223,6 +330,13 @@ class SessionLock:
     its statement opened, which another thread's statement could have joined meanwhile.
     """
 
+    _ASYNC = False
+    _connection_class = psycopg.Connection
+    _other_class = psycopg.AsyncConnection
+    _WRONG_CONNECTION = "an AsyncConnection needs AsyncSessionLock"
+    _WRONG_POOL = "an async pool needs AsyncSessionLock"
+    _EXPECTED = "expected a psycopg Connection, a connection pool or a conninfo string"
+
     def __init__(
         self,
         bind: SyncBind,
@@ -235,34 +349,20 @@ class SessionLock:
         auto_renew: bool = True,
         fenced: bool = True,
     ) -> None:
-        _check_blocking(blocking, timeout)
-        self._target = Target(name, shared=shared, xact=False, fenced=fenced, lease=lease)
-        self._state = HoldState(self._target)
-        self._blocking = blocking
-        self._timeout = timeout
-        self._auto_renew = auto_renew
-        self._given: Optional[psycopg.Connection[Any]] = None
-        self._pool: Optional[Pool] = None
-        self._conninfo: Optional[str] = None
-        if isinstance(bind, psycopg.AsyncConnection):
-            raise TypeError("an AsyncConnection needs AsyncSessionLock")
-        if isinstance(bind, psycopg.Connection):
-            self._given = bind
-        elif isinstance(bind, str):
-            self._conninfo = bind
-        elif _pool_methods(bind):
-            if inspect.iscoroutinefunction(bind.getconn):
-                raise TypeError("an async pool needs AsyncSessionLock")
-            self._pool = bind
-        else:
-            raise TypeError(
-                f"expected a psycopg Connection, a connection pool or a conninfo string, got {type(bind).__name__}"
-            )
-        self._conn: Optional[psycopg.Connection[Any]] = self._given
-        self._pool_autocommit = False
+        super().__init__(
+            bind,
+            name,
+            shared=shared,
+            blocking=blocking,
+            timeout=timeout,
+            lease=lease,
+            auto_renew=auto_renew,
+            fenced=fenced,
+        )
         self._mutex = threading.RLock()
         self._stop: Optional[threading.Event] = None
         self._renewer: Optional[threading.Thread] = None
+        self._stopped: Optional[threading.Thread] = None  # by the last release, to join
 
     # -- state ----------------------------------------------------------------------
 
@@ -286,8 +386,8 @@ class SessionLock:
         if self._mutex.acquire(blocking=False):
             try:
                 conn = self._conn
-                if st.holds > 0 and conn is not None and _peer_gone(conn):
-                    self._lose_locked("the connection was lost (the server ended the session)")
+                if st.holds > 0 and conn is not None and self._gone(conn):
+                    run_sync(self._lose(self._GONE))
             finally:
                 self._mutex.release()
         return st.holds > 0
@@ -296,7 +396,7 @@ class SessionLock:
     def token(self) -> Optional[int]:
         """The fencing token of the current hold; None when not held, shared, many names
         or ``fenced=False``."""
-        return self._state.token if self._state.holds > 0 else None
+        return self._state.current_token
 
     @property
     def lost(self) -> Optional[LockLost]:
@@ -304,55 +404,13 @@ class SessionLock:
         Cleared by the next successful acquire."""
         return self._state.lost
 
-    # -- connection handling -------------------------------------------------------------
+    # -- the synchronous I/O ---------------------------------------------------------
 
-    def _checkout(self) -> psycopg.Connection[Any]:
-        if self._conn is None:
-            if self._pool is not None:
-                conn = self._pool.getconn()
-                # Autocommit while the lock has it: each lock call and renewal is one
-                # statement, never a moment "idle in transaction"; restored at checkin.
-                self._pool_autocommit = conn.autocommit
-                try:
-                    conn.autocommit = True
-                except BaseException:
-                    self._pool.putconn(conn)
-                    raise
-                self._conn = conn
-            else:
-                assert self._conninfo is not None
-                self._conn = psycopg.connect(self._conninfo, autocommit=True)
-        return self._conn
+    def _set_autocommit(self, conn: psycopg.Connection[Any], value: bool) -> None:
+        conn.autocommit = value
 
-    def _checkin(self, discard: bool) -> None:
-        """Give an owned connection back (to its pool, or close it); ``discard`` closes it
-        first, which ends its server session and so every lock it held."""
-        if self._given is not None:
-            return
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        if not discard and self._pool is not None and not conn.closed:
-            try:
-                conn.autocommit = self._pool_autocommit
-            except Exception:
-                discard = True
-        if discard or self._pool is None:
-            try:
-                conn.close()
-            except Exception:
-                pass
-        if self._pool is not None:
-            self._pool.putconn(conn)  # a closed connection is discarded and replaced
-
-    def _lose_locked(self, reason: str, cause: Optional[BaseException] = None) -> None:
-        self._state.lose(reason, cause)
-        self._stop_renewal_locked()
-        self._checkin(discard=True)
-
-    def _settle_locked(self) -> None:
-        if self._state.holds == 0 and self._given is None and self._conn is not None:
-            self._checkin(discard=True)
+    def _gone(self, conn: psycopg.Connection[Any]) -> bool:
+        return _peer_gone(conn)
 
     # -- lock and unlock -----------------------------------------------------------------
 
@@ -368,51 +426,7 @@ class SessionLock:
         """
         call = self._target.lock_call(blocking, timeout)
         with self._mutex:
-            self._settle_locked()
-            conn = self._checkout()
-            began = _begins(conn)
-            got = False
-            try:
-                (value,) = _fetch(conn, call.sql, call.params)
-                got = acquired_from(call, value)
-                token = value if call.returns_token else None
-                if got and call.then_token is not None:
-                    token, _ = _fetch(conn, call.then_token, call.params)
-                if began:
-                    conn.commit()
-            except BaseException as exc:
-                self._failed_locked(conn, began, exc, taken=got)
-                raise
-            if got:
-                self._state.granted(token)
-                self._start_renewal_locked()
-            elif self._state.holds == 0:
-                self._checkin(discard=False)
-            return got
-
-    def _failed_locked(self, conn: psycopg.Connection[Any], began: bool, exc: BaseException, taken: bool) -> None:
-        st = self._state
-        if conn.closed:
-            # The connection is gone, and every lock of its session with it.
-            self._lose_locked("the connection was lost", exc)
-            return
-        interrupted = not isinstance(exc, psycopg.Error)  # KeyboardInterrupt & co: state unknown
-        if self._given is None and (interrupted or taken or st.holds == 0):
-            if st.holds > 0:
-                self._lose_locked("a failed or interrupted call closed the connection", exc)
-            else:
-                self._checkin(discard=True)
-            return
-        if began:
-            _rollback_quietly(conn)
-        if taken:
-            try:
-                _fetch(conn, self._target.unlock_sql(), self._target.params())
-                if began:
-                    conn.commit()
-            except Exception:
-                if began:
-                    _rollback_quietly(conn)
+            return run_sync(self._acquire_steps(call))
 
     def release(self) -> bool:
         """Release one hold. True when the server released it. False when this object
@@ -420,84 +434,24 @@ class SessionLock:
         was lost, or it was unlocked behind the object's back). An owned connection goes
         back after the last release, or is closed if the release failed."""
         with self._mutex:
-            st = self._state
-            if st.holds == 0:
-                self._settle_locked()
-                return False
-            conn = self._conn
-            assert conn is not None
-            if _peer_gone(conn):
-                self._lose_locked("the connection was lost (the server ended the session)")
-                return False
-            began = _begins(conn)
-            try:
-                (value,) = _fetch(conn, self._target.unlock_sql(), self._target.params())
-                if began:
-                    conn.commit()
-            except BaseException as exc:
-                if conn.closed:
-                    self._lose_locked("the connection was lost", exc)
-                    return False
-                if self._given is None:
-                    # Closing the connection releases everything it held.
-                    if st.holds > 1:
-                        self._lose_locked("a failed release closed the connection", exc)
-                    else:
-                        st.holds = 0
-                        st.token = None
-                        self._stop_renewal_locked()
-                        self._checkin(discard=True)
-                elif began:
-                    _rollback_quietly(conn)
-                raise
-            released = self._target.released(value)
-            if not released:
-                self._lose_locked("the server did not hold it: it was unlocked behind this object's back")
-                return False
-            st.released_one()
-            renewer = None
-            if st.holds == 0:
-                renewer = self._stop_renewal_locked()
-                self._checkin(discard=False)
+            self._stopped = None
+            released = run_sync(self._release_steps())
+            renewer, self._stopped = self._stopped, None
         if renewer is not None and renewer is not threading.current_thread():
             renewer.join(timeout=5)
-        return True
+        return released
 
     def renew(self) -> bool:
         """Start the lease again at its length (``named_lock_renew``); False when the lock
         is not held or was lost. Only for leased locks; automatic unless
         ``auto_renew=False``."""
-        if self._target.lease is None:
-            raise NamedLockError("renew() is for leased locks (SessionLock(..., lease=seconds))")
+        self._check_leased()
         with self._mutex:
-            return self._renew_locked()
-
-    def _renew_locked(self) -> bool:
-        st = self._state
-        conn = self._conn
-        if st.holds == 0 or conn is None:
-            return False
-        began = _begins(conn)
-        try:
-            (ok,) = _fetch(conn, self._target.renew_sql(), self._target.params())
-            if began:
-                conn.commit()
-        except BaseException as exc:
-            if conn.closed:
-                self._lose_locked("the connection was lost; the lease could not be renewed", exc)
-                return False
-            if began:
-                _rollback_quietly(conn)
-            raise
-        if not ok:
-            self._lose_locked("the server holds no lease on it: it was released behind this object's back")
-            return False
-        st.renew_error = None
-        return True
+            return run_sync(self._renew_steps())
 
     # -- renewal thread --------------------------------------------------------------
 
-    def _start_renewal_locked(self) -> None:
+    def _start_renewal(self) -> None:
         interval = self._target.renew_interval
         if interval is None or not self._auto_renew or self._renewer is not None:
             return
@@ -508,25 +462,22 @@ class SessionLock:
         self._stop, self._renewer = stop, thread
         thread.start()
 
-    def _stop_renewal_locked(self) -> Optional[threading.Thread]:
-        stop, thread = self._stop, self._renewer
+    def _stop_renewal(self) -> None:
+        stop = self._stop
         self._stop = self._renewer = None
         if stop is not None:
             stop.set()
-        return thread
+
+    def _renewal_done(self) -> None:
+        # release() waits for the thread, once it has let go of the mutex
+        self._stopped = self._renewer
+        self._stop_renewal()
 
     def _renew_loop(self, stop: threading.Event, interval: float) -> None:
         while not stop.wait(interval):
             with self._mutex:
-                if stop.is_set():
+                if stop.is_set() or not run_sync(self._renewal()):
                     return
-                try:
-                    if not self._renew_locked():
-                        return
-                except Exception as exc:
-                    # e.g. the caller's transaction on a given connection is aborted;
-                    # try again at the next interval.
-                    self._state.renew_error = exc
 
     # -- context manager -------------------------------------------------------------
 
@@ -544,11 +495,8 @@ class SessionLock:
         if not self.release() and exc_type is None and self._state.lost is not None:
             raise self._state.lost
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._target.name!r} holds={self._state.holds}>"
 
-
-class XactLock:
+class XactLock(_Xact[psycopg.Connection[Any]]):
     """A transaction-level named lock: taken in the connection's current transaction and
     released by the server at COMMIT or ROLLBACK. No release method, on purpose: ending
     the transaction is the release.
@@ -563,20 +511,16 @@ class XactLock:
     its own statement, so :meth:`acquire` refuses.
     """
 
+    _NO_TRANSACTION = "a transaction lock needs an open transaction: use `with conn.transaction():`"
+
     def __init__(self, conn: psycopg.Connection[Any], name: Names, *, shared: bool = False, fenced: bool = True):
         if not isinstance(conn, psycopg.Connection):
             raise TypeError(f"a transaction lock needs the psycopg Connection of the transaction, not {conn!r}")
-        self._conn = conn
-        self._target = Target(name, shared=shared, xact=True, fenced=fenced)
-        self._token: Optional[int] = None
-
-    @property
-    def name(self) -> Names:
-        return self._target.name  # type: ignore[return-value]
+        super().__init__(conn, name, shared=shared, fenced=fenced)
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
-        return self._conn
+        return self._bind
 
     @property
     def token(self) -> Optional[int]:
@@ -588,15 +532,7 @@ class XactLock:
         """Take the lock in the current transaction; same arguments and results as
         :meth:`SessionLock.acquire`. False leaves nothing held; an error aborts the
         transaction, as any failed statement does."""
-        call = self._target.lock_call(blocking, timeout)
-        conn = self._conn
-        if conn.autocommit and conn.info.transaction_status == _IDLE:
-            raise NamedLockError("a transaction lock needs an open transaction: use `with conn.transaction():`")
-        (value,) = _fetch(conn, call.sql, call.params)
-        got = acquired_from(call, value)
-        if got:
-            self._token = value if call.returns_token else None
-        return got
+        return run_sync(self._acquire_steps(self._target.lock_call(blocking, timeout)))
 
 
 @contextmanager
@@ -632,22 +568,10 @@ def advisory_lock(
 # -- asyncio -------------------------------------------------------------------------
 
 
-async def _afetch(conn: psycopg.AsyncConnection[Any], template: str, params: Any) -> Tuple[Any, ...]:
-    async with conn.cursor(row_factory=tuple_row) as cur:
-        await cur.execute(_sql(template), params)
-        row = await cur.fetchone()
-    assert row is not None
-    return row
-
-
-async def _arollback_quietly(conn: psycopg.AsyncConnection[Any]) -> None:
-    try:
-        await conn.rollback()
-    except Exception:
-        pass
-
-
-class AsyncSessionLock:
+class AsyncSessionLock(
+    _Session[psycopg.AsyncConnection[Any]],
+    AsyncSessionSteps[psycopg.AsyncConnection[Any]],
+):
     """The asyncio twin of :class:`SessionLock`: the same arguments and behaviour, with
     ``await lock.acquire()``, ``await lock.release()``, ``await lock.renew()`` and
     ``async with``. ``bind`` is a ``psycopg_pool.AsyncConnectionPool``, a conninfo
@@ -661,6 +585,13 @@ class AsyncSessionLock:
     in, prefer autocommit for a leased lock (see :class:`SessionLock`).
     """
 
+    _ASYNC = True
+    _connection_class = psycopg.AsyncConnection
+    _other_class = psycopg.Connection
+    _WRONG_CONNECTION = "a synchronous Connection needs SessionLock"
+    _WRONG_POOL = "a synchronous pool needs SessionLock"
+    _EXPECTED = "expected a psycopg AsyncConnection, an async pool or a conninfo string"
+
     def __init__(
         self,
         bind: AsyncBind,
@@ -673,38 +604,16 @@ class AsyncSessionLock:
         auto_renew: bool = True,
         fenced: bool = True,
     ) -> None:
-        _check_blocking(blocking, timeout)
-        self._target = Target(name, shared=shared, xact=False, fenced=fenced, lease=lease)
-        self._state = HoldState(self._target)
-        self._blocking = blocking
-        self._timeout = timeout
-        self._auto_renew = auto_renew
-        self._given: Optional[psycopg.AsyncConnection[Any]] = None
-        self._pool: Optional[AsyncPool] = None
-        self._conninfo: Optional[str] = None
-        if isinstance(bind, psycopg.Connection):
-            raise TypeError("a synchronous Connection needs SessionLock")
-        if isinstance(bind, psycopg.AsyncConnection):
-            self._given = bind
-        elif isinstance(bind, str):
-            self._conninfo = bind
-        elif _pool_methods(bind):
-            if not inspect.iscoroutinefunction(bind.getconn):
-                raise TypeError("a synchronous pool needs SessionLock")
-            self._pool = bind
-        else:
-            raise TypeError(
-                f"expected a psycopg AsyncConnection, an async pool or a conninfo string, got {type(bind).__name__}"
-            )
-        self._conn: Optional[psycopg.AsyncConnection[Any]] = self._given
-        self._pool_autocommit = False
-        self._mutex_: Optional[asyncio.Lock] = None  # made in the running loop
-        self._renewer: Optional[asyncio.Task[None]] = None
-
-    def _mutex(self) -> asyncio.Lock:
-        if self._mutex_ is None:
-            self._mutex_ = asyncio.Lock()
-        return self._mutex_
+        super().__init__(
+            bind,
+            name,
+            shared=shared,
+            blocking=blocking,
+            timeout=timeout,
+            lease=lease,
+            auto_renew=auto_renew,
+            fenced=fenced,
+        )
 
     @property
     def name(self) -> Names:
@@ -722,254 +631,60 @@ class AsyncSessionLock:
         st = self._state
         if st.holds == 0:
             return False
-        busy = self._mutex_ is not None and self._mutex_.locked()
-        if not busy and self._conn is not None and _peer_gone_async(self._conn):
+        if not self._busy() and self._conn is not None and self._gone(self._conn):
             # The connection itself is handed back by the next release() or acquire().
-            st.lose("the connection was lost (the server ended the session)")
+            st.lose(self._GONE)
             self._stop_renewal()
         return st.holds > 0
 
     @property
     def token(self) -> Optional[int]:
         """The fencing token of the current hold (see :attr:`SessionLock.token`)."""
-        return self._state.token if self._state.holds > 0 else None
+        return self._state.current_token
 
     @property
     def lost(self) -> Optional[LockLost]:
         """Why the lock was lost without a release, else None."""
         return self._state.lost
 
-    async def _checkout(self) -> psycopg.AsyncConnection[Any]:
-        if self._conn is None:
-            if self._pool is not None:
-                conn = await self._pool.getconn()
-                # autocommit while the lock has it (see SessionLock._checkout)
-                self._pool_autocommit = conn.autocommit
-                try:
-                    await conn.set_autocommit(True)
-                except BaseException:
-                    await self._pool.putconn(conn)
-                    raise
-                self._conn = conn
-            else:
-                assert self._conninfo is not None
-                self._conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-        return self._conn
+    # -- the asyncio I/O -------------------------------------------------------------
 
-    async def _checkin(self, discard: bool) -> None:
-        if self._given is not None:
-            return
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        if not discard and self._pool is not None and not conn.closed:
-            try:
-                await conn.set_autocommit(self._pool_autocommit)
-            except Exception:
-                discard = True
-        if discard or self._pool is None:
-            try:
-                await conn.close()
-            except Exception:
-                pass
-        if self._pool is not None:
-            await self._pool.putconn(conn)
+    def _set_autocommit(self, conn: psycopg.AsyncConnection[Any], value: bool) -> Any:
+        return conn.set_autocommit(value)
 
-    async def _lose(self, reason: str, cause: Optional[BaseException] = None) -> None:
-        self._state.lose(reason, cause)
-        self._stop_renewal()
-        await self._checkin(discard=True)
+    def _gone(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        return _peer_gone_async(conn)
 
-    async def _settle(self) -> None:
-        if self._state.holds == 0 and self._given is None and self._conn is not None:
-            await self._checkin(discard=True)
+    # -- lock and unlock -----------------------------------------------------------------
 
     async def acquire(self, blocking: bool = True, timeout: Optional[Seconds] = None) -> bool:
         """Take the lock; see :meth:`SessionLock.acquire`."""
-        call = self._target.lock_call(blocking, timeout)
-        async with self._mutex():
-            await self._settle()
-            conn = await self._checkout()
-            began = _begins(conn)
-            got = False
-            try:
-                (value,) = await _afetch(conn, call.sql, call.params)
-                got = acquired_from(call, value)
-                token = value if call.returns_token else None
-                if got and call.then_token is not None:
-                    token, _ = await _afetch(conn, call.then_token, call.params)
-                if began:
-                    await conn.commit()
-            except BaseException as exc:
-                await self._failed(conn, began, exc, taken=got)
-                raise
-            if got:
-                self._state.granted(token)
-                self._start_renewal()
-            elif self._state.holds == 0:
-                await self._checkin(discard=False)
-            return got
-
-    async def _failed(self, conn: psycopg.AsyncConnection[Any], began: bool, exc: BaseException, taken: bool) -> None:
-        st = self._state
-        if conn.closed:
-            await self._lose("the connection was lost", exc)
-            return
-        interrupted = not isinstance(exc, psycopg.Error)  # CancelledError & co: state unknown
-        if self._given is None and (interrupted or taken or st.holds == 0):
-            if st.holds > 0:
-                await self._lose("a failed or interrupted call closed the connection", exc)
-            else:
-                await self._checkin(discard=True)
-            return
-        if began:
-            await _arollback_quietly(conn)
-        if taken:
-            try:
-                await _afetch(conn, self._target.unlock_sql(), self._target.params())
-                if began:
-                    await conn.commit()
-            except Exception:
-                if began:
-                    await _arollback_quietly(conn)
+        return await super().acquire(blocking, timeout)
 
     async def release(self) -> bool:
         """Release one hold; see :meth:`SessionLock.release`."""
-        async with self._mutex():
-            st = self._state
-            if st.holds == 0:
-                await self._settle()
-                return False
-            conn = self._conn
-            assert conn is not None
-            if _peer_gone_async(conn):
-                await self._lose("the connection was lost (the server ended the session)")
-                return False
-            began = _begins(conn)
-            try:
-                (value,) = await _afetch(conn, self._target.unlock_sql(), self._target.params())
-                if began:
-                    await conn.commit()
-            except BaseException as exc:
-                if conn.closed:
-                    await self._lose("the connection was lost", exc)
-                    return False
-                if self._given is None:
-                    if st.holds > 1:
-                        await self._lose("a failed release closed the connection", exc)
-                    else:
-                        st.holds = 0
-                        st.token = None
-                        self._stop_renewal()
-                        await self._checkin(discard=True)
-                elif began:
-                    await _arollback_quietly(conn)
-                raise
-            if not self._target.released(value):
-                await self._lose("the server did not hold it: it was unlocked behind this object's back")
-                return False
-            st.released_one()
-            if st.holds == 0:
-                self._stop_renewal()
-                await self._checkin(discard=False)
-            return True
+        return await super().release()
 
     async def renew(self) -> bool:
         """Start the lease again at its length; see :meth:`SessionLock.renew`."""
-        if self._target.lease is None:
-            raise NamedLockError("renew() is for leased locks (AsyncSessionLock(..., lease=seconds))")
-        async with self._mutex():
-            return await self._renew_locked()
-
-    async def _renew_locked(self) -> bool:
-        st = self._state
-        conn = self._conn
-        if st.holds == 0 or conn is None:
-            return False
-        began = _begins(conn)
-        try:
-            (ok,) = await _afetch(conn, self._target.renew_sql(), self._target.params())
-            if began:
-                await conn.commit()
-        except BaseException as exc:
-            if conn.closed:
-                await self._lose("the connection was lost; the lease could not be renewed", exc)
-                return False
-            if began:
-                await _arollback_quietly(conn)
-            raise
-        if not ok:
-            await self._lose("the server holds no lease on it: it was released behind this object's back")
-            return False
-        st.renew_error = None
-        return True
-
-    def _start_renewal(self) -> None:
-        interval = self._target.renew_interval
-        if interval is None or not self._auto_renew or self._renewer is not None:
-            return
-        self._renewer = asyncio.get_running_loop().create_task(
-            self._renew_loop(interval), name=f"pg_named_locks lease {self.name!r}"
-        )
-
-    def _stop_renewal(self) -> None:
-        # Called with the mutex held, or from a synchronous property: the renewal task is
-        # then asleep or waiting for the mutex, never inside a query, so cancelling it
-        # cannot interrupt a statement.
-        task, self._renewer = self._renewer, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-
-    async def _renew_loop(self, interval: float) -> None:
-        me = asyncio.current_task()
-        while True:
-            await asyncio.sleep(interval)
-            async with self._mutex():
-                if self._renewer is not me:
-                    return
-                try:
-                    if not await self._renew_locked():
-                        return
-                except Exception as exc:
-                    self._state.renew_error = exc
-
-    async def __aenter__(self) -> AsyncSessionLock:
-        if not await self.acquire(blocking=self._blocking, timeout=self._timeout):
-            raise LockNotAcquired(self._target.name)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        if not await self.release() and exc_type is None and self._state.lost is not None:
-            raise self._state.lost
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._target.name!r} holds={self._state.holds}>"
+        return await super().renew()
 
 
-class AsyncXactLock:
+class AsyncXactLock(_Xact[psycopg.AsyncConnection[Any]]):
     """The asyncio twin of :class:`XactLock`, on a ``psycopg.AsyncConnection``."""
+
+    _NO_TRANSACTION = "a transaction lock needs an open transaction: use `async with conn.transaction():`"
 
     def __init__(
         self, conn: psycopg.AsyncConnection[Any], name: Names, *, shared: bool = False, fenced: bool = True
     ) -> None:
         if not isinstance(conn, psycopg.AsyncConnection):
             raise TypeError(f"a transaction lock needs the psycopg AsyncConnection of the transaction, not {conn!r}")
-        self._conn = conn
-        self._target = Target(name, shared=shared, xact=True, fenced=fenced)
-        self._token: Optional[int] = None
-
-    @property
-    def name(self) -> Names:
-        return self._target.name  # type: ignore[return-value]
+        super().__init__(conn, name, shared=shared, fenced=fenced)
 
     @property
     def connection(self) -> psycopg.AsyncConnection[Any]:
-        return self._conn
+        return self._bind
 
     @property
     def token(self) -> Optional[int]:
@@ -978,15 +693,7 @@ class AsyncXactLock:
 
     async def acquire(self, blocking: bool = True, timeout: Optional[Seconds] = None) -> bool:
         """See :meth:`XactLock.acquire`."""
-        call = self._target.lock_call(blocking, timeout)
-        conn = self._conn
-        if conn.autocommit and conn.info.transaction_status == _IDLE:
-            raise NamedLockError("a transaction lock needs an open transaction: use `async with conn.transaction():`")
-        (value,) = await _afetch(conn, call.sql, call.params)
-        got = acquired_from(call, value)
-        if got:
-            self._token = value if call.returns_token else None
-        return got
+        return await run_async(self._acquire_steps(self._target.lock_call(blocking, timeout)))
 
 
 @asynccontextmanager
@@ -1002,13 +709,5 @@ async def async_advisory_lock(
     """``async with async_advisory_lock(pool, "job", blocking=False) as acquired: ...``;
     the asyncio twin of :func:`advisory_lock`."""
     lock = AsyncSessionLock(bind, name, shared=shared, lease=lease, fenced=False)
-    if not await lock.acquire(blocking=blocking, timeout=timeout):
-        yield False
-        return
-    try:
-        yield True
-    except BaseException:
-        await lock.release()
-        raise
-    if not await lock.release() and lock.lost is not None:
-        raise lock.lost
+    async with held(lock, blocking, timeout) as acquired:
+        yield acquired

@@ -55,28 +55,25 @@ returns their SQLSTATE.
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import asynccontextmanager
-from types import TracebackType
-from typing import Any, AsyncIterator, Optional, Type, Union
+from typing import Any, AsyncIterator, Dict, Optional, Union
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from ._core import (
-    HoldState,
     LockLost,
     LockNotAcquired,
     NamedLockError,
     Names,
     Seconds,
-    Target,
-    acquired_from,
+    check_blocking,
     lock_key,
     lock_key32,
     render,
     sqlstate,
 )
+from ._session import AsyncSessionSteps, Steps, XactSteps, held, run_async
 
 __all__ = [
     "LockLost",
@@ -111,9 +108,10 @@ def _text(template: str) -> Any:
     return text(render(template, _placeholder))
 
 
-def _check_blocking(blocking: bool, timeout: Optional[Seconds]) -> None:
-    if not blocking and timeout is not None:
-        raise ValueError("timeout applies to blocking=True only")
+def _scalar(bind: Union[AsyncConnection, AsyncSession], template: str, params: Dict[str, Any]) -> Steps[Any]:
+    """Step: the first column of the one row of a SQL template."""
+    result = yield bind.execute(_text(template), params)
+    return result.scalar()
 
 
 def _driver_closed(driver: Any) -> bool:
@@ -127,15 +125,7 @@ def _driver_closed(driver: Any) -> bool:
     return bool(getattr(driver, "closed", False))
 
 
-async def _quiet_rollback(conn: AsyncConnection) -> None:
-    # Best effort after an error: the original exception is the one worth raising.
-    try:
-        await conn.rollback()
-    except Exception:
-        pass
-
-
-class SessionLock:
+class SessionLock(AsyncSessionSteps[AsyncConnection]):
     """A session-level named lock: held until :meth:`release` or until the connection ends.
 
     ``SessionLock(bind, name, *, shared=False, blocking=True, timeout=None, lease=None,
@@ -158,6 +148,10 @@ class SessionLock:
     :meth:`release`.
     """
 
+    # SQLAlchemy invalidates a connection on a cancel or a broken link: its server
+    # session ends, and every session lock it held goes with it.
+    _DROPPED = "the connection was invalidated"
+
     def __init__(
         self,
         bind: Bind,
@@ -170,7 +164,7 @@ class SessionLock:
         auto_renew: bool = True,
         fenced: bool = True,
     ) -> None:
-        _check_blocking(blocking, timeout)
+        check_blocking(blocking, timeout)
         if isinstance(bind, AsyncSession):
             session_bind = bind.bind
             if session_bind is None:
@@ -178,26 +172,17 @@ class SessionLock:
             bind = session_bind
         if not isinstance(bind, (AsyncConnection, AsyncEngine)):
             raise TypeError(f"expected AsyncEngine, AsyncSession or AsyncConnection, got {type(bind).__name__}")
-        self._target = Target(name, shared=shared, xact=False, fenced=fenced, lease=lease)
+        super().__init__(
+            name, shared=shared, blocking=blocking, timeout=timeout, lease=lease, auto_renew=auto_renew, fenced=fenced
+        )
         if lease is not None and auto_renew and isinstance(bind, AsyncConnection):
             raise ValueError(
                 "a leased lock renewed automatically needs an AsyncEngine or AsyncSession (a dedicated connection);"
                 " on your own AsyncConnection pass auto_renew=False and call renew()"
             )
-        self._state = HoldState(self._target)
-        self._blocking = blocking
-        self._timeout = timeout
-        self._auto_renew = auto_renew
         self._bind = bind
-        self._conn: Optional[AsyncConnection] = bind if isinstance(bind, AsyncConnection) else None
+        self._conn = bind if isinstance(bind, AsyncConnection) else None
         self._driver: Any = None
-        self._mutex_: Optional[asyncio.Lock] = None
-        self._renewer: Optional[asyncio.Task[None]] = None
-
-    def _mutex(self) -> asyncio.Lock:
-        if self._mutex_ is None:
-            self._mutex_ = asyncio.Lock()
-        return self._mutex_
 
     @property
     def name(self) -> Names:
@@ -214,7 +199,7 @@ class SessionLock:
         is known to be lost (invalidated, closed, or closed by the server)."""
         st = self._state
         if st.holds > 0 and not self._alive():
-            if self._mutex_ is not None and self._mutex_.locked():
+            if self._busy():
                 return False  # a call in progress deals with it
             st.lose("the connection was lost")
             self._stop_renewal()
@@ -224,23 +209,41 @@ class SessionLock:
     def token(self) -> Optional[int]:
         """The fencing token of the current hold; None when not held, shared, many names
         or ``fenced=False``."""
-        return self._state.token if self._state.holds > 0 else None
+        return self._state.current_token
 
     @property
     def lost(self) -> Optional[LockLost]:
         """Why the lock was lost without a release (a :class:`LockLost`), else None."""
         return self._state.lost
 
-    def _owns_connection(self) -> bool:
+    # -- the SQLAlchemy I/O ----------------------------------------------------------
+
+    def _owns(self) -> bool:
         return isinstance(self._bind, AsyncEngine)
 
     def _alive(self) -> bool:
         conn = self._conn
-        if conn is None or conn.closed or conn.invalidated:
-            return False
-        return not _driver_closed(self._driver)
+        return conn is not None and not self._gone(conn)
 
-    async def _drop_connection(self, invalidate: bool) -> None:
+    def _gone(self, conn: AsyncConnection) -> bool:
+        return conn.closed or conn.invalidated or _driver_closed(self._driver)
+
+    def _broken(self, conn: AsyncConnection) -> bool:
+        return self._gone(conn)
+
+    def _dropped(self, conn: AsyncConnection) -> bool:
+        return conn.invalidated or conn.closed
+
+    def _lost_before_renewal(self, conn: AsyncConnection) -> bool:
+        return True
+
+    def _begins(self, conn: AsyncConnection) -> bool:
+        return not conn.in_transaction()
+
+    def _value(self, conn: AsyncConnection, template: str, params: Dict[str, Any]) -> Steps[Any]:
+        return _scalar(conn, template, params)
+
+    def _drop_connection(self, invalidate: bool) -> Steps[None]:
         conn, self._conn = self._conn, None
         self._driver = None
         if conn is None:
@@ -249,45 +252,45 @@ class SessionLock:
             # Closing the server session releases every session lock it had; this is the
             # one way to be sure nothing is left behind after an error or a cancel.
             try:
-                await conn.invalidate()
+                yield conn.invalidate()
             except Exception:
                 pass
         try:
-            await conn.close()
+            yield conn.close()
         except Exception:
             pass
 
-    async def _lose(self, reason: str, cause: Optional[BaseException] = None) -> None:
-        self._state.lose(reason, cause)
-        self._stop_renewal()
-        if self._owns_connection():
-            await self._drop_connection(invalidate=True)
+    def _discard(self) -> Steps[None]:
+        if self._owns():
+            yield from self._drop_connection(invalidate=True)
 
-    async def _settle(self) -> None:
-        if self._state.holds == 0 and self._owns_connection() and self._conn is not None:
-            await self._drop_connection(invalidate=True)
+    def _give_back(self) -> Steps[None]:
+        if self._owns():
+            yield from self._drop_connection(invalidate=False)
 
-    async def _connection(self) -> AsyncConnection:
+    def _checkout(self) -> Steps[AsyncConnection]:
         if self._conn is None:
             assert isinstance(self._bind, AsyncEngine)
-            conn = await self._bind.connect()
+            conn = yield self._bind.connect()
             try:
                 # Autocommit while the lock has it: each lock call and renewal is one
                 # statement, never a moment "idle in transaction". The pool resets the
                 # isolation level when the connection goes back.
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                yield conn.execution_options(isolation_level="AUTOCOMMIT")
             except BaseException:
-                await conn.close()
+                yield conn.close()
                 raise
             self._conn = conn
         conn = self._conn
         if self._state.holds == 0:
             # (again) on every first acquire: SQLAlchemy may have reconnected a given one
             try:
-                self._driver = (await conn.get_raw_connection()).driver_connection
+                self._driver = (yield conn.get_raw_connection()).driver_connection
             except Exception:
                 self._driver = None
         return conn
+
+    # -- lock and unlock -----------------------------------------------------------------
 
     async def acquire(self, blocking: bool = True, timeout: Optional[Seconds] = None) -> bool:
         """Take the lock.
@@ -299,187 +302,23 @@ class SessionLock:
           when the time ran out (nothing is then held). 0 is a plain try.
         * ``blocking=False``: never wait; False when someone else holds it.
         """
-        call = self._target.lock_call(blocking, timeout)
-        async with self._mutex():
-            await self._settle()
-            conn = await self._connection()
-            began = not conn.in_transaction()
-            got = False
-            try:
-                value = (await conn.execute(_text(call.sql), call.params)).scalar()
-                got = acquired_from(call, value)
-                token = value if call.returns_token else None
-                if got and call.then_token is not None:
-                    token = (await conn.execute(_text(call.then_token), call.params)).one()[0]
-                if began:
-                    await conn.commit()
-            except BaseException as exc:
-                await self._failed(conn, began, exc, taken=got)
-                raise
-            if got:
-                self._state.granted(token)
-                self._start_renewal()
-            elif self._owns_connection() and self._state.holds == 0:
-                await self._drop_connection(invalidate=False)
-            return got
-
-    async def _failed(self, conn: AsyncConnection, began: bool, exc: BaseException, taken: bool) -> None:
-        st = self._state
-        if conn.invalidated or conn.closed:
-            # SQLAlchemy invalidates a connection on a cancel or a broken link: its server
-            # session ends, and every session lock it held goes with it.
-            st.lose("the connection was invalidated", exc)
-            self._stop_renewal()
-        if self._owns_connection() and (st.holds == 0 or taken):
-            if st.holds > 0:
-                st.lose("a failed or interrupted call closed the connection", exc)
-                self._stop_renewal()
-            await self._drop_connection(invalidate=True)
-            return
-        if began:
-            # also clears an invalidated connection's pending transaction
-            await _quiet_rollback(conn)
-        if taken and not conn.invalidated:
-            try:
-                await conn.execute(_text(self._target.unlock_sql()), self._target.params())
-                if began:
-                    await conn.commit()
-            except Exception:
-                if began:
-                    await _quiet_rollback(conn)
+        return await super().acquire(blocking, timeout)
 
     async def release(self) -> bool:
         """Release one hold. True when the server released it. False when this object
         does not hold the lock, or has lost it (:attr:`lost` says why: the connection was
         lost, or it was unlocked behind the object's back). A pooled connection goes back
         to the pool after the last release, or is invalidated if the release failed."""
-        async with self._mutex():
-            st = self._state
-            if st.holds == 0:
-                await self._settle()
-                return False
-            conn = self._conn
-            assert conn is not None
-            if not self._alive():
-                await self._lose("the connection was lost")
-                return False
-            began = not conn.in_transaction()
-            try:
-                result = (await conn.execute(_text(self._target.unlock_sql()), self._target.params())).scalar()
-                if began:
-                    await conn.commit()
-            except BaseException as exc:
-                if conn.invalidated or conn.closed or _driver_closed(self._driver):
-                    await self._lose("the connection was lost", exc)
-                    if began and not self._owns_connection():
-                        await _quiet_rollback(conn)
-                    return False
-                if self._owns_connection():
-                    if st.holds > 1:
-                        await self._lose("a failed release closed the connection", exc)
-                    else:
-                        st.holds = 0
-                        st.token = None
-                        self._stop_renewal()
-                        await self._drop_connection(invalidate=True)
-                elif began:
-                    await _quiet_rollback(conn)
-                raise
-            if not self._target.released(result):
-                # The server's locks no longer match what this object took, so the
-                # connection was used behind its back: do not hand it to the next user.
-                await self._lose("the server did not hold it: it was unlocked behind this object's back")
-                return False
-            st.released_one()
-            if st.holds == 0:
-                self._stop_renewal()
-                if self._owns_connection():
-                    await self._drop_connection(invalidate=False)
-            return True
+        return await super().release()
 
     async def renew(self) -> bool:
         """Start the lease again at its length (``named_lock_renew``); False when the lock
         is not held or was lost. Only for leased locks; automatic unless
         ``auto_renew=False``."""
-        if self._target.lease is None:
-            raise NamedLockError("renew() is for leased locks (SessionLock(..., lease=seconds))")
-        async with self._mutex():
-            return await self._renew_locked()
-
-    async def _renew_locked(self) -> bool:
-        st = self._state
-        conn = self._conn
-        if st.holds == 0 or conn is None:
-            return False
-        if not self._alive():
-            await self._lose("the connection was lost; the lease could not be renewed")
-            return False
-        began = not conn.in_transaction()
-        try:
-            ok = (await conn.execute(_text(self._target.renew_sql()), self._target.params())).scalar()
-            if began:
-                await conn.commit()
-        except BaseException as exc:
-            if conn.invalidated or conn.closed or _driver_closed(self._driver):
-                await self._lose("the connection was lost; the lease could not be renewed", exc)
-                return False
-            if began:
-                await _quiet_rollback(conn)
-            raise
-        if not ok:
-            await self._lose("the server holds no lease on it: it was released behind this object's back")
-            return False
-        st.renew_error = None
-        return True
-
-    def _start_renewal(self) -> None:
-        interval = self._target.renew_interval
-        if interval is None or not self._auto_renew or self._renewer is not None:
-            return
-        self._renewer = asyncio.get_running_loop().create_task(
-            self._renew_loop(interval), name=f"pg_named_locks lease {self.name!r}"
-        )
-
-    def _stop_renewal(self) -> None:
-        # With the mutex held (or from the renewal task itself): the task is asleep or
-        # waiting for the mutex, never inside a statement -- cancelling a statement would
-        # make SQLAlchemy invalidate the connection, and the lock would go with it.
-        task, self._renewer = self._renewer, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-
-    async def _renew_loop(self, interval: float) -> None:
-        me = asyncio.current_task()
-        while True:
-            await asyncio.sleep(interval)
-            async with self._mutex():
-                if self._renewer is not me:
-                    return
-                try:
-                    if not await self._renew_locked():
-                        return
-                except Exception as exc:
-                    self._state.renew_error = exc
-
-    async def __aenter__(self) -> SessionLock:
-        if not await self.acquire(blocking=self._blocking, timeout=self._timeout):
-            raise LockNotAcquired(self._target.name)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        if not await self.release() and exc_type is None and self._state.lost is not None:
-            raise self._state.lost
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._target.name!r} holds={self._state.holds}>"
+        return await super().renew()
 
 
-class XactLock:
+class XactLock(XactSteps[Union[AsyncSession, AsyncConnection]]):
     """A transaction-level named lock: taken in the caller's transaction and released by
     the server at COMMIT or ROLLBACK. There is no release method, on purpose: ending the
     transaction is the release.
@@ -497,13 +336,7 @@ class XactLock:
     ) -> None:
         if not isinstance(bind, (AsyncSession, AsyncConnection)):
             raise TypeError("a transaction lock needs the AsyncSession or AsyncConnection of the transaction")
-        self._bind = bind
-        self._target = Target(name, shared=shared, xact=True, fenced=fenced)
-        self._token: Optional[int] = None
-
-    @property
-    def name(self) -> Names:
-        return self._target.name  # type: ignore[return-value]
+        super().__init__(bind, name, shared=shared, fenced=fenced)
 
     @property
     def token(self) -> Optional[int]:
@@ -511,16 +344,14 @@ class XactLock:
         valid until that transaction ends; else None."""
         return self._token
 
+    def _value(self, bind: Union[AsyncSession, AsyncConnection], template: str, params: Dict[str, Any]) -> Steps[Any]:
+        return _scalar(bind, template, params)
+
     async def acquire(self, blocking: bool = True, timeout: Optional[Seconds] = None) -> bool:
         """Take the lock in the current transaction; same arguments and results as
         :meth:`SessionLock.acquire`. A False result leaves nothing held; an error aborts
         the transaction, as any failed statement does."""
-        call = self._target.lock_call(blocking, timeout)
-        value = (await self._bind.execute(_text(call.sql), call.params)).scalar()
-        got = acquired_from(call, value)
-        if got:
-            self._token = value if call.returns_token else None
-        return got
+        return await run_async(self._acquire_steps(self._target.lock_call(blocking, timeout)))
 
 
 @asynccontextmanager
@@ -541,13 +372,5 @@ async def advisory_lock(
     lock was lost.
     """
     lock = SessionLock(bind, name, shared=shared, lease=lease, fenced=False)
-    if not await lock.acquire(blocking=blocking, timeout=timeout):
-        yield False
-        return
-    try:
-        yield True
-    except BaseException:
-        await lock.release()
-        raise
-    if not await lock.release() and lock.lost is not None:
-        raise lock.lost
+    async with held(lock, blocking, timeout) as acquired:
+        yield acquired

@@ -1,7 +1,6 @@
 //! Session locks: [`NamedLock`].
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +27,17 @@ enum Wait {
     No,
     /// microseconds
     Timeout(i64),
+}
+
+/// What an acquire asks the server for.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// `lock_named_fenced` (or `lock_named`)
+    Exclusive,
+    /// `lock_named_shared`
+    Shared,
+    /// `lock_named_lease`, then a re-entrant `lock_named_fenced`
+    Leased(Duration),
 }
 
 /// A held session lock on a name: one count of it (session locks are re-entrant and
@@ -69,6 +79,12 @@ struct Grant {
     holds: u8,
 }
 
+/// A grant without a fencing token (of a plain lock call, `lock_named` …): one hold.
+const UNFENCED: Grant = Grant {
+    token: None,
+    holds: 1,
+};
+
 impl NamedLock {
     /// Waits until the lock is granted, exclusively (`lock_named_fenced(name)`, or
     /// `lock_named(name)` where the server cannot hand out tokens; see [`token`](Self::token)).
@@ -76,20 +92,13 @@ impl NamedLock {
     /// The wait honours the session's `lock_timeout` and `statement_timeout` and the
     /// deadlock detector, which then return their errors.
     pub async fn acquire(client: &Arc<Client>, name: &str) -> Result<NamedLock, Error> {
-        let lock = detached(client, name, Mode::Exclusive, None, |c, n| async move {
-            exclusive(&c, &n, Wait::Forever).await
-        })
-        .await?;
-        Ok(lock.expect("a lock call without a timeout returns only when it holds the lock"))
+        held(detached(client, name, Kind::Exclusive, Wait::Forever).await)
     }
 
     /// Takes the lock exclusively if it is free, never waits (`try_lock_named_fenced(name)`):
     /// `None` when it is held elsewhere.
     pub async fn try_acquire(client: &Arc<Client>, name: &str) -> Result<Option<NamedLock>, Error> {
-        detached(client, name, Mode::Exclusive, None, |c, n| async move {
-            exclusive(&c, &n, Wait::No).await
-        })
-        .await
+        detached(client, name, Kind::Exclusive, Wait::No).await
     }
 
     /// Waits at most `timeout` for the exclusive lock, on the server
@@ -100,25 +109,14 @@ impl NamedLock {
         name: &str,
         timeout: Duration,
     ) -> Result<Option<NamedLock>, Error> {
-        let us = micros(timeout);
-        detached(
-            client,
-            name,
-            Mode::Exclusive,
-            None,
-            move |c, n| async move { exclusive(&c, &n, Wait::Timeout(us)).await },
-        )
-        .await
+        let wait = Wait::Timeout(micros(timeout));
+        detached(client, name, Kind::Exclusive, wait).await
     }
 
     /// Waits until the lock is granted in shared mode (`lock_named_shared(name)`). Shared
     /// locks have no fencing token.
     pub async fn acquire_shared(client: &Arc<Client>, name: &str) -> Result<NamedLock, Error> {
-        let lock = detached(client, name, Mode::Shared, None, |c, n| async move {
-            shared(&c, &n, Wait::Forever).await
-        })
-        .await?;
-        Ok(lock.expect("a lock call without a timeout returns only when it holds the lock"))
+        held(detached(client, name, Kind::Shared, Wait::Forever).await)
     }
 
     /// Takes the lock in shared mode unless it is held exclusively; never waits
@@ -127,10 +125,7 @@ impl NamedLock {
         client: &Arc<Client>,
         name: &str,
     ) -> Result<Option<NamedLock>, Error> {
-        detached(client, name, Mode::Shared, None, |c, n| async move {
-            shared(&c, &n, Wait::No).await
-        })
-        .await
+        detached(client, name, Kind::Shared, Wait::No).await
     }
 
     /// Waits at most `timeout` for the lock in shared mode (`lock_named_shared(name, timeout)`).
@@ -139,11 +134,8 @@ impl NamedLock {
         name: &str,
         timeout: Duration,
     ) -> Result<Option<NamedLock>, Error> {
-        let us = micros(timeout);
-        detached(client, name, Mode::Shared, None, move |c, n| async move {
-            shared(&c, &n, Wait::Timeout(us)).await
-        })
-        .await
+        let wait = Wait::Timeout(micros(timeout));
+        detached(client, name, Kind::Shared, wait).await
     }
 
     /// Waits until the lock is granted exclusively under a *lease* of `lease`
@@ -173,16 +165,7 @@ impl NamedLock {
         name: &str,
         lease: Duration,
     ) -> Result<NamedLock, Error> {
-        let lease_us = micros(lease);
-        let lock = detached(
-            client,
-            name,
-            Mode::Exclusive,
-            Some(lease),
-            move |c, n| async move { leased(&c, &n, lease_us, Wait::Forever).await },
-        )
-        .await?;
-        Ok(lock.expect("a lock call without a timeout returns only when it holds the lock"))
+        held(detached(client, name, Kind::Leased(lease), Wait::Forever).await)
     }
 
     /// [`acquire_lease`](Self::acquire_lease) waiting at most `timeout`
@@ -194,15 +177,8 @@ impl NamedLock {
         lease: Duration,
         timeout: Duration,
     ) -> Result<Option<NamedLock>, Error> {
-        let (lease_us, us) = (micros(lease), micros(timeout));
-        detached(
-            client,
-            name,
-            Mode::Exclusive,
-            Some(lease),
-            move |c, n| async move { leased(&c, &n, lease_us, Wait::Timeout(us)).await },
-        )
-        .await
+        let wait = Wait::Timeout(micros(timeout));
+        detached(client, name, Kind::Leased(lease), wait).await
     }
 
     /// The lock's name.
@@ -313,20 +289,19 @@ impl fmt::Debug for NamedLock {
 
 /// Runs one lock call in its own task, so that a caller who stops waiting cannot separate
 /// a granted lock from the value that releases it (see "Cancellation").
-async fn detached<F, Fut>(
+async fn detached(
     client: &Arc<Client>,
     name: &str,
-    mode: Mode,
-    lease: Option<Duration>,
-    grant: F,
-) -> Result<Option<NamedLock>, Error>
-where
-    F: FnOnce(Arc<Client>, String) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<Option<Grant>, Error>> + Send + 'static,
-{
+    kind: Kind,
+    wait: Wait,
+) -> Result<Option<NamedLock>, Error> {
     let (c, n) = (Arc::clone(client), name.to_owned());
     let task = Handle::current().spawn(async move {
-        let granted = grant(Arc::clone(&c), n.clone()).await?;
+        let (mode, lease, granted) = match kind {
+            Kind::Exclusive => (Mode::Exclusive, None, exclusive(&c, &n, wait).await?),
+            Kind::Shared => (Mode::Shared, None, shared(&c, &n, wait).await?),
+            Kind::Leased(l) => (Mode::Exclusive, Some(l), leased(&c, &n, l, wait).await?),
+        };
         Ok(granted.map(|g| NamedLock {
             client: c,
             name: n,
@@ -339,6 +314,11 @@ where
         }))
     });
     joined(task.await)
+}
+
+/// The lock of an acquire that waits without a timeout.
+fn held(lock: Result<Option<NamedLock>, Error>) -> Result<NamedLock, Error> {
+    lock.map(|l| l.expect("a lock call without a timeout returns only when it holds the lock"))
 }
 
 /// A task's result; its panic goes on in the caller.
@@ -391,23 +371,17 @@ async fn exclusive(c: &Client, name: &str, wait: Wait) -> Result<Option<Grant>, 
             token: Some(t),
             holds: 1,
         })),
-        Err(e) if no_tokens_here(&e) => {
-            Ok(plain(c, name, Mode::Exclusive, wait)
-                .await?
-                .then_some(Grant {
-                    token: None,
-                    holds: 1,
-                }))
-        }
+        Err(e) if no_tokens_here(&e) => Ok(plain(c, name, Mode::Exclusive, wait)
+            .await?
+            .then_some(UNFENCED)),
         Err(e) => Err(e),
     }
 }
 
 async fn shared(c: &Client, name: &str, wait: Wait) -> Result<Option<Grant>, Error> {
-    Ok(plain(c, name, Mode::Shared, wait).await?.then_some(Grant {
-        token: None,
-        holds: 1,
-    }))
+    Ok(plain(c, name, Mode::Shared, wait)
+        .await?
+        .then_some(UNFENCED))
 }
 
 /// `lock_named` / `try_lock_named` / `lock_named(name, timeout)` or the shared ones:
@@ -446,7 +420,13 @@ async fn plain(c: &Client, name: &str, mode: Mode, wait: Wait) -> Result<bool, E
     Ok(row.get::<_, bool>(0))
 }
 
-async fn leased(c: &Client, name: &str, lease_us: i64, wait: Wait) -> Result<Option<Grant>, Error> {
+async fn leased(
+    c: &Client,
+    name: &str,
+    lease: Duration,
+    wait: Wait,
+) -> Result<Option<Grant>, Error> {
+    let lease_us = micros(lease);
     let granted: bool = match wait {
         Wait::Forever => one2(
             c,
@@ -487,10 +467,7 @@ async fn leased(c: &Client, name: &str, lease_us: i64, wait: Wait) -> Result<Opt
             token: Some(row.get(0)),
             holds: 2,
         })),
-        Err(e) if no_tokens_here(&e) => Ok(Some(Grant {
-            token: None,
-            holds: 1,
-        })),
+        Err(e) if no_tokens_here(&e) => Ok(Some(UNFENCED)),
         Err(e) => {
             // nothing may stay held by a call that fails
             let _ = unlock(c, name, Mode::Exclusive, 1).await;

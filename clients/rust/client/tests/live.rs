@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use pg_named_locks::{connect, key, key32, xact, Mode, NamedLock};
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{FromSqlOwned, ToSql};
 use tokio_postgres::{Client, NoTls};
 
 /// "promptly": a generous upper bound, never a timing assertion
@@ -31,25 +32,21 @@ fn unique(what: &str) -> String {
     format!("rust-client-{what}-{}", std::process::id())
 }
 
+/// The value of a query that returns one row of one column.
+async fn value<T: FromSqlOwned>(c: &Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> T {
+    c.query_one(sql, params).await.unwrap().get(0)
+}
+
 async fn pid(c: &Client) -> i32 {
-    c.query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0)
+    value(c, "SELECT pg_backend_pid()", &[]).await
 }
 
 async fn holders(c: &Client, name: &str) -> Vec<i32> {
-    c.query_one("SELECT named_lock_holders($1)", &[&name])
-        .await
-        .unwrap()
-        .get(0)
+    value(c, "SELECT named_lock_holders($1)", &[&name]).await
 }
 
 async fn check(c: &Client, name: &str, token: i64) -> bool {
-    c.query_one("SELECT named_lock_check($1, $2)", &[&name, &token])
-        .await
-        .unwrap()
-        .get(0)
+    value(c, "SELECT named_lock_check($1, $2)", &[&name, &token]).await
 }
 
 /// Retries `try_acquire` until it succeeds, for what happens after a drop (the unlock is
@@ -104,11 +101,7 @@ async fn exclusive_locks_carry_a_fencing_token() {
     let first = NamedLock::acquire(&a, &name).await.unwrap();
     let t1 = first.token().expect("a fenced grant");
     assert!(check(&b, &name, t1).await, "valid while held");
-    let server: Option<i64> = a
-        .query_one("SELECT named_lock_token($1)", &[&name])
-        .await
-        .unwrap()
-        .get(0);
+    let server: Option<i64> = value(&a, "SELECT named_lock_token($1)", &[&name]).await;
     assert_eq!(server, Some(t1));
     first.release().await.unwrap();
     assert!(!check(&b, &name, t1).await, "invalid once released");
@@ -157,14 +150,12 @@ async fn acquire_waits_for_the_holder() {
     };
     let deadline = Instant::now() + PROMPTLY;
     loop {
-        let n: i64 = watch
-            .query_one(
-                "SELECT count(*) FROM advisory_locks_v WHERE lock_name = $1 AND pid = $2 AND NOT granted",
-                &[&name, &b_pid],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let n: i64 = value(
+            &watch,
+            "SELECT count(*) FROM advisory_locks_v WHERE lock_name = $1 AND pid = $2 AND NOT granted",
+            &[&name, &b_pid],
+        )
+        .await;
         if n == 1 {
             break;
         }
@@ -253,14 +244,12 @@ async fn leased_locks_renew_and_keep_a_token() {
         assert!(lock.renew().await.unwrap());
     }
     assert!(check(&b, &name, token).await);
-    let expires: Option<bool> = b
-        .query_one(
-            "SELECT bool_and(lease_expires_at > now()) FROM advisory_locks_v WHERE lock_name = $1",
-            &[&name],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let expires: Option<bool> = value(
+        &b,
+        "SELECT bool_and(lease_expires_at > now()) FROM advisory_locks_v WHERE lock_name = $1",
+        &[&name],
+    )
+    .await;
     assert_eq!(expires, Some(true));
     assert!(
         NamedLock::acquire_lease_timeout(&b, &name, Duration::from_secs(5), Duration::ZERO)
@@ -271,11 +260,7 @@ async fn leased_locks_renew_and_keep_a_token() {
     );
     assert!(lock.release().await.unwrap(), "both holds released");
     assert!(holders(&b, &name).await.is_empty());
-    let renewed: bool = a
-        .query_one("SELECT named_lock_renew($1)", &[&name])
-        .await
-        .unwrap()
-        .get(0);
+    let renewed: bool = value(&a, "SELECT named_lock_renew($1)", &[&name]).await;
     assert!(!renewed, "the lease ended with the lock");
 }
 
