@@ -42,7 +42,9 @@ cd "$ROOT"
 log "rust clients: cargo install --path clients/rust"
 rm -rf "$INSTALL_ROOT"
 rc=0
-timeout -k 10 900 cargo install --path clients/rust --root "$INSTALL_ROOT" >"$LOGS/install.log" 2>&1 || rc=$?
+# The README's command as written; where it installs is cargo's own setting
+# (CARGO_INSTALL_ROOT, instead of the user's ~/.cargo/bin).
+CARGO_INSTALL_ROOT=$INSTALL_ROOT timeout -k 10 900 cargo install --path clients/rust >"$LOGS/install.log" 2>&1 || rc=$?
 if [ "$rc" = 0 ] && [ -x "$BIN" ] && "$BIN" --version | grep -q '^pg-named-lock '; then
     check_ok "cargo install --path clients/rust installs pg-named-lock ($("$BIN" --version))"
 else
