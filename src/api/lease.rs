@@ -7,14 +7,12 @@ use pgrx::prelude::*;
 
 use crate::lock::wait::Wait;
 use crate::lock::{self, lease, Target};
-use crate::name::hash::key64;
-use crate::name::validate::require_lockable;
+use crate::name::named_key;
 use crate::pg::lockmgr::{self, Key, Mode};
 use crate::pg::text::Text;
 
-/// The bigint key of a one-name argument (22004 for NULL, 22023 for an empty name).
 fn key_of(name: Option<Text>) -> Key {
-    Key::Int64(key64(require_lockable(name.map(Text::as_str), "name").as_bytes()))
+    named_key(name.map(Text::as_str))
 }
 
 /// Take `name` as a session lock, waiting like `lock_named`, under a lease of `lease`

@@ -113,7 +113,7 @@ pub fn acquire(t: &Target, lease_us: i64, wait: lock::wait::Wait) -> bool {
         }
     });
     let me = my_pid();
-    if let (Some(reg), Some((Some(s), e))) = (shmem::attached(), old) {
+    if let (Some(reg), Some((Some(s), e))) = (shmem::attached(), old.filter(|&(s, _)| s != slot)) {
         reg.clear_lease(s, me, e);
     }
     if let (Some(reg), Some(s)) = (shmem::attached(), slot) {
@@ -138,14 +138,12 @@ pub fn renew(key: i64) -> bool {
     let now = precise_now();
     let renewed = LEASES.with(|l| {
         let x = l.iter_mut().find(|x| x.key == key)?;
-        let old = x.expires;
         x.renewed = now;
         x.expires = now + x.lease_us;
-        Some((x.slot, old, x.expires))
+        Some((x.slot, x.expires))
     });
-    let Some((slot, old, new)) = renewed else { return false };
+    let Some((slot, new)) = renewed else { return false };
     if let (Some(reg), Some(s)) = (shmem::attached(), slot) {
-        reg.clear_lease(s, my_pid(), old);
         reg.note_lease(s, my_pid(), new);
     }
     rearm();
@@ -254,12 +252,9 @@ fn describe() -> Option<(String, i64, i64)> {
 /// `NAME_FOR_MESSAGE` bytes at a character boundary.
 /// (Cut before it is escaped: a name can be a gigabyte long, its message form is not.)
 fn cut(name: &str) -> String {
-    let mut end = name.len().min(NAME_FOR_MESSAGE);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut s = for_message(&name[..end]).into_owned();
-    if end < name.len() {
+    let head = crate::name::prefix(name, NAME_FOR_MESSAGE);
+    let mut s = for_message(head).into_owned();
+    if head.len() < name.len() {
         s.push('…');
     }
     s

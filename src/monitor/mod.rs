@@ -51,7 +51,7 @@ fn named_lock_name_pair(key1: i32, key2: i32) -> Option<DbText> {
 /// transaction holding it shows as 0, as in `pg_blocking_pids`.
 #[pg_extern(volatile, parallel_safe)]
 fn named_lock_holders(name: Option<Text>) -> Vec<i32> {
-    let want = Key::Int64(key64(require_lockable(name.map(Text::as_str), "name").as_bytes()));
+    let want = crate::name::named_key(name.map(Text::as_str));
     // SAFETY: MyDatabaseId is set for the life of the backend.
     let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
     let mut pids = Vec::new();
@@ -221,8 +221,7 @@ fn advisory_lock_status(fcinfo: pg_sys::FunctionCallInfo) {
                     (false, t) if t != 0 => values[9] = pg_sys::Datum::from(t),
                     _ => nulls[9] = true,
                 }
-                let holder = f.filter(|f| r.granted && !f.namespace_only && f.held_by == r.pid);
-                match holder.filter(|f| f.held_since != 0) {
+                match f.filter(|f| r.granted && !f.namespace_only && f.held_by == r.pid && f.held_since != 0) {
                     Some(f) => values[10] = pg_sys::Datum::from(f.held_since),
                     None => nulls[10] = true,
                 }

@@ -307,23 +307,13 @@ impl Registry {
 /// built from cut halves is still longer than `cut` keeps, and `cut` marks it, with the
 /// same first NAME_BYTES bytes as the label of the whole halves.
 fn head(s: &str) -> &str {
-    let mut end = s.len().min(NAME_BYTES + 4);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    crate::name::prefix(s, NAME_BYTES + 4)
 }
 
 /// `label` cut to NAME_BYTES at a character boundary, and whether it was cut.
 fn cut(label: &str) -> (&str, bool) {
-    if label.len() <= NAME_BYTES {
-        return (label, false);
-    }
-    let mut end = NAME_BYTES;
-    while !label.is_char_boundary(end) {
-        end -= 1;
-    }
-    (&label[..end], true)
+    let stored = crate::name::prefix(label, NAME_BYTES);
+    (stored, stored.len() < label.len())
 }
 
 #[cfg(test)]

@@ -204,22 +204,21 @@ fn unavailable(why: &str) {
 /// (after one NOTICE per session).
 #[inline(always)]
 pub fn get() -> Option<Registry> {
-    let mem = REGISTRY.load(Relaxed);
-    if !mem.is_null() && TRANCHE_REGISTERED.get() {
-        // SAFETY: `get_slow` attached this registry (checking its layout) earlier in
-        // this backend, and it stays mapped.
-        return Some(unsafe { Registry::attached(mem) });
+    match attached() {
+        Some(reg) => Some(reg),
+        None => get_slow(),
     }
-    get_slow()
 }
 
 /// The registry if this backend has already attached it, without attaching: for
 /// callers that run where no subtransaction may start (transaction callbacks, backend
 /// exit).
+#[inline(always)]
 pub fn attached() -> Option<Registry> {
     let mem = REGISTRY.load(Relaxed);
     if !mem.is_null() && TRANCHE_REGISTERED.get() {
-        // SAFETY: as in `get`.
+        // SAFETY: `get_slow` attached this registry (checking its layout) earlier in
+        // this backend, and it stays mapped.
         return Some(unsafe { Registry::attached(mem) });
     }
     None
