@@ -457,8 +457,12 @@ async fn from_a_terminal_the_command_gets_ctrl_c_once() {
          while :; do :; done\n",
     )
     .unwrap();
+    // `exec`: script runs the line with `$SHELL -c`, and a shell that stays in between (dash
+    // does not exec a lone command) is in the foreground group too and dies of the ^C,
+    // which script reports as 130 whatever the command did. SHELL is set so that the test
+    // is the same under any caller's shell.
     let command = format!(
-        "{bin} --dsn '{dsn}' run {name} -- sh job.sh",
+        "exec {bin} --dsn '{dsn}' run {name} -- sh job.sh",
         bin = env!("CARGO_BIN_EXE_pg-named-lock"),
         dsn = dsn(),
     );
@@ -466,6 +470,7 @@ async fn from_a_terminal_the_command_gets_ctrl_c_once() {
         .args(["-qefc", &command, "/dev/null"])
         .current_dir(&dir)
         .env_remove("PGAPPNAME")
+        .env("SHELL", "/bin/sh")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .kill_on_drop(true)
